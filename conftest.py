@@ -1,0 +1,24 @@
+"""Shared pytest fixtures for the whole repository (core, plugins, examples)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent
+
+
+def _faces_root() -> Path:
+    # The real photos live beside the checkout (../shared/faces); never copied into the repo.
+    return Path(os.environ.get("FACEKIT_FACES_DIR", REPO_ROOT.parent / "shared" / "faces")).resolve()
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """The folder of real test photos (``../shared/faces``, or ``$FACEKIT_FACES_DIR``)."""
+    root = _faces_root()
+    if not (root / "README.md").exists():
+        pytest.fail(f"real test photos not found at {root}; set FACEKIT_FACES_DIR")
+    return root

@@ -1,0 +1,54 @@
+"""facekit: how similar are two faces, and why?
+
+A plugin-based face-similarity SDK. Start with::
+
+    import facekit
+    pipeline = facekit.Pipeline.load()          # the bundled default pipeline
+    result = pipeline.compare("a.jpg", "b.jpg")
+    print(result)
+
+``import facekit`` is light: models and heavy libraries (torch, dlib, mediapipe) load
+only when a component that needs them is first used.
+"""
+
+from facekit import errors
+from facekit.components import Aggregator, Aligner, Detector, Embedder, Explainer, Params
+from facekit.hookspecs import hookimpl
+from facekit.image import load_image
+from facekit.pipeline import Pipeline
+from facekit.plugins import get_registry, list_components
+from facekit.types import (
+    AggregateResult,
+    AlignedFace,
+    Comparison,
+    Embedding,
+    Explanation,
+    Face,
+    Heatmap,
+    Landmarks,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AggregateResult",
+    "AlignedFace",
+    "Aggregator",
+    "Aligner",
+    "Comparison",
+    "Detector",
+    "Embedder",
+    "Embedding",
+    "Explainer",
+    "Explanation",
+    "Face",
+    "Heatmap",
+    "Landmarks",
+    "Params",
+    "Pipeline",
+    "errors",
+    "get_registry",
+    "hookimpl",
+    "list_components",
+    "load_image",
+]

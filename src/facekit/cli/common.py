@@ -1,0 +1,55 @@
+"""Helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable
+
+import click
+
+from facekit.errors import FacekitError
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn facekit errors into one line on stderr and the error's exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FacekitError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def load_pipeline(spec: str, **overrides: Any) -> Any:
+    from facekit.pipeline import Pipeline
+
+    return Pipeline.load(spec)
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
+
+
+def expand_image_paths(paths: Any) -> list[str]:
+    """Files as given, plus the images inside any folder (recursively, sorted)."""
+    from pathlib import Path
+
+    from facekit.errors import ImageError
+
+    out: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.exists():
+            out.append(str(path))
+        else:
+            raise ImageError(f"{raw}: no such file or folder")
+    return out

@@ -1,0 +1,20 @@
+"""``facekit compare A B``."""
+
+from __future__ import annotations
+
+import click
+
+from facekit.cli import pipeline_option
+from facekit.cli.common import handle_errors, load_pipeline
+
+
+@click.command("compare")
+@click.argument("image_a", type=click.Path(dir_okay=False))
+@click.argument("image_b", type=click.Path(dir_okay=False))
+@pipeline_option
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@handle_errors
+def compare_command(image_a: str, image_b: str, pipeline: str, as_json: bool) -> None:
+    """Are the faces in IMAGE_A and IMAGE_B the same person?"""
+    result = load_pipeline(pipeline).compare(image_a, image_b)
+    click.echo(result.to_json(indent=2) if as_json else str(result))

@@ -1,0 +1,172 @@
+"""The five kinds of component a pipeline is made of.
+
+A component is a class with a short registered ``name``, a pydantic ``Params`` model
+(``extra="forbid"``) for its YAML parameters, and one job. Constructing one is cheap:
+weights load on first use or in :meth:`Component.warm_up`.
+
+Subclass one of :class:`Detector`, :class:`Aligner`, :class:`Embedder`,
+:class:`Explainer` or :class:`Aggregator` and register the class from a plugin hook
+(see :mod:`facekit.hookspecs`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Optional, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from facekit.types import AggregateResult, AlignedFace, Embedding, Face, Heatmap, Image
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+class Params(BaseModel):
+    """Base of every component's parameter model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    """For components that take no parameters."""
+
+
+KINDS = ("detector", "aligner", "embedder", "explainer", "aggregator")
+Kind = Literal["detector", "aligner", "embedder", "explainer", "aggregator"]
+
+
+class Component:
+    """Common base: a name, a parameter model, lazy warm-up."""
+
+    kind: ClassVar[str] = ""
+    #: short registered name used in YAML, e.g. ``"dlib.hog"``
+    name: ClassVar[str] = ""
+    #: one line shown by ``facekit list``
+    description: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = NoParams
+
+    def __init__(self, params: Optional[Params | dict[str, Any]] = None, **kwargs: Any) -> None:
+        if params is None:
+            params = self.Params(**kwargs)
+        elif isinstance(params, dict):
+            params = self.Params(**{**params, **kwargs})
+        elif kwargs:
+            params = params.model_copy(update=kwargs)
+        self.params = params
+
+    def warm_up(self) -> None:
+        """Load weights now rather than on first use. Safe to call twice."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Detector(Component):
+    """Finds faces in an image."""
+
+    kind = "detector"
+    #: landmark scheme of the faces this detector returns, or None if it gives boxes only
+    provides_landmarks: ClassVar[Optional[str]] = None
+
+    def detect(self, image: Image) -> list[Face]:
+        raise NotImplementedError
+
+    def landmark_scheme(self) -> Optional[str]:
+        """The scheme this instance gives; may depend on parameters."""
+        return self.provides_landmarks
+
+
+class Aligner(Component):
+    """Cuts a normalised face chip out of an image."""
+
+    kind = "aligner"
+    #: landmark schemes this aligner accepts from a detector; empty = a box is enough
+    #: (the aligner finds landmarks itself)
+    accepts_landmarks: ClassVar[tuple[str, ...]] = ()
+    #: True if the chips it returns carry landmarks (``AlignedFace.landmarks``)
+    provides_chip_landmarks: ClassVar[bool] = False
+
+    @property
+    def chip_size(self) -> int:
+        """Side of the square chips this aligner produces, in pixels."""
+        return int(getattr(self.params, "size"))
+
+    def align(self, image: Image, face: Face) -> AlignedFace:
+        raise NotImplementedError
+
+    def align_many(self, image: Image, faces: Sequence[Face]) -> list[AlignedFace]:
+        return [self.align(image, face) for face in faces]
+
+
+class TorchModel(NamedTuple):
+    """What an embedder exposes so that gradient-based explainers can work on it."""
+
+    module: "torch.nn.Module"  # chips tensor -> embeddings tensor
+    to_tensor: Any  # callable: (N, S, S, 3) uint8 array -> input tensor on the module's device
+    target_layer: "torch.nn.Module"  # default layer for CAM methods
+
+
+class Embedder(Component):
+    """Turns a batch of aligned chips into descriptors. Batch-first."""
+
+    kind = "embedder"
+    #: "euclidean" (a distance, lower = more similar) or "cosine" (a similarity, higher = more similar)
+    metric: ClassVar[Literal["euclidean", "cosine"]] = "cosine"
+    #: default decision threshold in that metric
+    default_threshold: ClassVar[float] = 0.4
+    #: chip side the model expects (0: any size)
+    input_size: ClassVar[int] = 112
+    #: dimension of the descriptor
+    dim: ClassVar[int] = 0
+
+    @property
+    def threshold(self) -> float:
+        value = getattr(self.params, "threshold", None)
+        return float(self.default_threshold if value is None else value)
+
+    @property
+    def model_name(self) -> str:
+        return self.name
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 RGB chips -> (N, D) float32 descriptors."""
+        raise NotImplementedError
+
+    def torch_model(self) -> Optional[TorchModel]:
+        """The model as PyTorch, for gradient-based explainers; None if not PyTorch."""
+        return None
+
+
+class Explainer(Component):
+    """Says which pixels of each face drive their similarity."""
+
+    kind = "explainer"
+    #: True if the explainer needs :meth:`Embedder.torch_model`
+    needs_torch: ClassVar[bool] = False
+
+    def explain(self, embedder: Embedder, a: AlignedFace, b: AlignedFace) -> tuple[Heatmap, Heatmap]:
+        raise NotImplementedError
+
+
+class Aggregator(Component):
+    """Combines several faces into one result: a mean face, a template embedding..."""
+
+    kind = "aggregator"
+    #: what it consumes: aligned chips (with landmarks) or embeddings
+    consumes: ClassVar[Literal["faces", "embeddings"]] = "faces"
+    #: for "faces" aggregators: whether chips must carry landmarks
+    needs_landmarks: ClassVar[bool] = False
+
+    def aggregate(self, faces: Sequence[AlignedFace], embeddings: Sequence[Embedding] = ()) -> AggregateResult:
+        raise NotImplementedError
+
+
+BASES: dict[str, type[Component]] = {
+    "detector": Detector,
+    "aligner": Aligner,
+    "embedder": Embedder,
+    "explainer": Explainer,
+    "aggregator": Aggregator,
+}

@@ -1,0 +1,281 @@
+"""Plugin loading and the component registry.
+
+Built-in plugins and third-party ones (entry-point group ``facekit``) go through the
+same hooks. ``FACEKIT_LOAD_PLUGINS`` (comma-separated names, possibly empty) limits
+which entry-point plugins load; ``FACEKIT_STRICT_PLUGINS=1`` makes a plugin that fails
+to import an error instead of a warning.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable, Iterable, Optional
+
+import pluggy
+
+from facekit import hookspecs
+from facekit.components import BASES, KINDS, Component
+from facekit.errors import ConfigError, PluginError
+
+ENTRY_POINT_GROUP = "facekit"
+#: modules inside facekit that register built-in components, through the same hooks
+DEFAULT_PLUGINS = ("facekit.builtin",)
+
+_KIND_HOOKS = {kind: f"register_{kind}s" for kind in KINDS}
+
+
+@dataclass(frozen=True)
+class Registration:
+    kind: str
+    name: str
+    cls: type
+    plugin: str
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be imported or could not register its components."""
+
+    name: str
+    distribution: Optional[str]
+    error: str
+    hint: str
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: Optional[str]
+    distribution: Optional[str]
+    components: list[Registration] = field(default_factory=list)
+    pipelines: list[str] = field(default_factory=list)
+
+
+class Registry:
+    """Every registered component and bundled pipeline, and who registered it."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
+        self.pipelines: dict[str, tuple[str, str]] = {}  # name -> (yaml text, plugin)
+        self.calibrations: dict[str, tuple[str, str]] = {}  # name -> (json path, plugin)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.failures: list[PluginFailure] = []
+
+    def add_component(self, kind: str, cls: type, plugin: str) -> None:
+        base = BASES[kind]
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise PluginError(f"plugin {plugin!r} registered {cls!r} as a {kind}, but it is not a {base.__name__} subclass")
+        name = getattr(cls, "name", "")
+        if not name:
+            raise PluginError(f"plugin {plugin!r} registered {cls.__name__} without a `name`")
+        taken = self.components[kind].get(name)
+        if taken is not None:
+            raise PluginError(
+                f"plugin {plugin!r} registered the {kind} {name!r}, but plugin {taken.plugin!r} "
+                f"already registered that name ({taken.cls.__module__}.{taken.cls.__qualname__}); "
+                "rename one of them or uninstall one plugin"
+            )
+        reg = Registration(kind, name, cls, plugin)
+        self.components[kind][name] = reg
+        self.plugins[plugin].components.append(reg)
+
+    def add_pipeline(self, name: str, yaml_text: str, plugin: str) -> None:
+        if name in self.pipelines:
+            raise PluginError(
+                f"plugin {plugin!r} registered the pipeline {name!r}, already registered by {self.pipelines[name][1]!r}"
+            )
+        self.pipelines[name] = (yaml_text, plugin)
+        self.plugins[plugin].pipelines.append(name)
+
+    def add_calibration(self, name: str, path: str, plugin: str) -> None:
+        if name in self.calibrations:
+            raise PluginError(
+                f"plugin {plugin!r} registered the calibration {name!r}, already registered by {self.calibrations[name][1]!r}"
+            )
+        self.calibrations[name] = (str(path), plugin)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def get(self, kind: str, name: str) -> type[Component]:
+        """The class registered under ``name``; a :class:`ConfigError` with choices if unknown."""
+        if kind not in self.components:
+            raise ConfigError(f"unknown component kind {kind!r}; choose one of {', '.join(KINDS)}")
+        try:
+            return self.components[kind][name].cls
+        except KeyError:
+            raise ConfigError(unknown_name_message(kind, name, self.names(kind), self.failures)) from None
+
+
+def unknown_name_message(kind: str, name: str, choices: list[str], failures: Iterable[PluginFailure] = ()) -> str:
+    msg = f"unknown {kind} {name!r}"
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
+    if close:
+        msg += f"; did you mean {close[0]!r}?"
+    msg += f" Choices: {', '.join(choices) if choices else '(none registered)'}."
+    broken = [f for f in failures if f.name.split(".")[0] in str(name) or str(name).split(".")[0] in f.name]
+    for failure in broken:
+        msg += f" Plugin {failure.name!r} failed to load ({failure.error}); {failure.hint}."
+    if not broken and not close and "." in str(name):
+        msg += f" If {str(name).split('.')[0]!r} comes from a plugin, is it installed? See `facekit plugins`."
+    return msg
+
+
+def _hint_for(error: BaseException, distribution: Optional[str]) -> str:
+    if isinstance(error, ImportError) and getattr(error, "name", None):
+        return f"install the missing module {error.name!r} (e.g. `pip install {distribution or error.name}` with its dependencies)"
+    return f"reinstall it (`pip install --force-reinstall {distribution}`)" if distribution else "check the plugin's code"
+
+
+def _wanted_plugins() -> Optional[set[str]]:
+    raw = os.environ.get("FACEKIT_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _strict() -> bool:
+    return os.environ.get("FACEKIT_STRICT_PLUGINS", "").lower() in {"1", "true", "yes"}
+
+
+class PluginManager:
+    """A pluggy manager plus the registry built from its hooks."""
+
+    def __init__(self, load_entrypoints: bool = True, strict: Optional[bool] = None) -> None:
+        self.pm = pluggy.PluginManager("facekit")
+        self.pm.add_hookspecs(hookspecs)
+        self.strict = _strict() if strict is None else strict
+        self.failures: list[PluginFailure] = []
+        self._meta: dict[str, tuple[Optional[str], Optional[str]]] = {}  # plugin -> (version, dist)
+        for module_name in DEFAULT_PLUGINS:
+            module = importlib.import_module(module_name)
+            self.pm.register(module, name=module_name)
+            self._meta[module_name] = (_facekit_version(), "facekit")
+        if load_entrypoints:
+            self._load_entrypoints()
+        self._registry: Optional[Registry] = None
+        self._lock = threading.RLock()
+
+    def _load_entrypoints(self) -> None:
+        wanted = _wanted_plugins()
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if wanted is not None and ep.name not in wanted:
+                continue
+            dist = ep.dist.name if ep.dist is not None else None
+            version = ep.dist.version if ep.dist is not None else None
+            if self.pm.get_plugin(ep.name) is not None:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not take the others down
+                self._fail(ep.name, dist, exc)
+                continue
+            self.pm.register(plugin, name=ep.name)
+            self._meta[ep.name] = (version, dist)
+
+    def _fail(self, name: str, dist: Optional[str], exc: BaseException) -> None:
+        failure = PluginFailure(name, dist, f"{type(exc).__name__}: {exc}", _hint_for(exc, dist))
+        if self.strict:
+            raise PluginError(f"plugin {name!r} failed to load: {failure.error}; {failure.hint}") from exc
+        self.failures.append(failure)
+        warnings.warn(f"facekit plugin {name!r} failed to load ({failure.error}); {failure.hint}", stacklevel=3)
+
+    def register(self, plugin: Any, name: Optional[str] = None) -> str:
+        """Register a plugin object or module; returns its name."""
+        with self._lock:
+            plugin_name = self.pm.register(plugin, name=name)
+            if plugin_name is None:
+                raise PluginError(f"plugin {name or plugin!r} is already registered")
+            self._meta.setdefault(plugin_name, (None, None))
+            self._registry = None
+            return plugin_name
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self.pm.unregister(name=name)
+            self._meta.pop(name, None)
+            self._registry = None
+
+    @property
+    def registry(self) -> Registry:
+        with self._lock:
+            if self._registry is None:
+                self._registry = self._build_registry()
+            return self._registry
+
+    def _build_registry(self) -> Registry:
+        registry = Registry()
+        registry.failures = list(self.failures)
+        for plugin_name, (version, dist) in self._meta.items():
+            registry.plugins[plugin_name] = PluginInfo(plugin_name, version, dist)
+        hooks: list[tuple[str, Callable[[str], Callable[..., None]]]] = [
+            (hook, (lambda kind: lambda plugin: lambda cls: registry.add_component(kind, cls, plugin))(kind))
+            for kind, hook in _KIND_HOOKS.items()
+        ]
+        hooks.append(
+            ("register_pipelines", lambda plugin: lambda name, text: registry.add_pipeline(name, text, plugin))
+        )
+        hooks.append(
+            ("register_calibrations", lambda plugin: lambda name, path: registry.add_calibration(name, path, plugin))
+        )
+        for hook_name, make_register in hooks:
+            # Call each implementation on its own so we know which plugin registered what.
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                try:
+                    impl.function(register=make_register(impl.plugin_name))
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    failure = PluginFailure(impl.plugin_name, self._meta.get(impl.plugin_name, (None, None))[1],
+                                            f"{type(exc).__name__}: {exc}", "check the plugin's code")
+                    if self.strict:
+                        raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: {failure.error}") from exc
+                    registry.failures.append(failure)
+        return registry
+
+
+def _facekit_version() -> Optional[str]:
+    try:
+        return metadata.version("facekit")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return None
+
+
+_manager: Optional[PluginManager] = None
+_manager_lock = threading.Lock()
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process-wide plugin manager, created (and entry points loaded) on first use."""
+    global _manager
+    with _manager_lock:
+        if _manager is None:
+            _manager = PluginManager()
+        return _manager
+
+
+def reset_plugin_manager() -> None:
+    """Forget the plugin manager so the next use loads plugins again (tests, env changes)."""
+    global _manager
+    with _manager_lock:
+        _manager = None
+
+
+def get_registry() -> Registry:
+    return get_plugin_manager().registry
+
+
+def get_component_class(kind: str, name: str) -> type[Component]:
+    return get_registry().get(kind, name)
+
+
+def list_components(kind: str) -> list[str]:
+    if kind not in KINDS:
+        raise ConfigError(f"unknown component kind {kind!r}; choose one of {', '.join(KINDS)}")
+    return get_registry().names(kind)
