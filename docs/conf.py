@@ -1,4 +1,10 @@
-"""Sphinx configuration for facekit's documentation."""
+"""Sphinx configuration for facekit's documentation.
+
+Build: ``sphinx-build -W --keep-going -b html docs docs/_build/html``. The YAML and CLI
+references are generated at build time from the code (``docs/_ext/facekit_docgen.py``),
+from whatever plugins are installed: build in the environment of
+``requirements-test.txt`` to document every bundled plugin.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "docs"))
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(DOCS / "_ext"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 project = "facekit"
@@ -19,11 +26,13 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
-    "sphinx.ext.doctest",
+    "facekit_docgen",
 ]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+autodoc_default_options = {"show-inheritance": True}
 nitpicky = False
 html_theme = "furo"
 html_title = "facekit"
-exclude_patterns = ["_build"]
+html_static_path = ["_static"]
+exclude_patterns = ["_build", "_ext"]
