@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Optional, Union
 
@@ -27,11 +28,18 @@ class EmbeddingCache:
         self.misses = 0
 
     def key_for(self, path: Union[str, os.PathLike]) -> Optional[str]:
+        """The entry key of a file, or None if it is not a readable regular file (a FIFO or a
+        device would block or never end; load_image then says what is wrong)."""
+        digest = hashlib.sha256()
         try:
-            data = Path(path).read_bytes()
-        except OSError:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                return None
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except (OSError, ValueError):
             return None
-        return hashlib.sha256(data).hexdigest()[:32] + "-" + self.pipeline_key
+        return digest.hexdigest()[:32] + "-" + self.pipeline_key
 
     def get(self, key: str) -> Optional[Union[np.ndarray, str]]:
         """Cached vectors (K, D), a cached failure message, or None."""

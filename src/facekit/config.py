@@ -168,6 +168,48 @@ def validate_model(model: type[BaseModel], data: Any, prefix: tuple[Any, ...] = 
         raise ConfigError(validation_message(exc, prefix, where)) from None
 
 
+#: a pipeline description is a few dozen values; YAML aliases can make a few lines expand
+#: to billions ("billion laughs"), which validation and error messages would walk
+MAX_CONFIG_VALUES = 10_000
+
+
+def check_expanded_size(data: Any, where: str) -> None:
+    """Refuse descriptions that expand (through YAML aliases) to more than MAX_CONFIG_VALUES values,
+    or that contain themselves. Linear in the distinct objects: shared ones are counted once
+    and multiplied, never walked again."""
+    sizes: dict[int, int] = {}
+    open_ids: set[int] = set()
+
+    def size(value: Any) -> int:
+        if not isinstance(value, (dict, list, tuple)):
+            return 1
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if key in open_ids:
+            raise ConfigError(f"invalid pipeline{f' in {where}' if where else ''}: a YAML alias refers to itself")
+        open_ids.add(key)
+        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        total = 1
+        for item in items:
+            total += size(item)
+            if total > MAX_CONFIG_VALUES:
+                break
+        open_ids.discard(key)
+        sizes[key] = total
+        return total
+
+    try:
+        total = size(data)
+    except RecursionError:
+        raise ConfigError(f"invalid pipeline{f' in {where}' if where else ''}: nested too deeply") from None
+    if total > MAX_CONFIG_VALUES:
+        raise ConfigError(
+            f"invalid pipeline{f' in {where}' if where else ''}: it expands to more than {MAX_CONFIG_VALUES:,} "
+            "values (YAML aliases used as a 'billion laughs' bomb?); write the values out"
+        )
+
+
 def load_yaml_text(source: Union[str, Path]) -> tuple[Any, str]:
     """Parse YAML from a path or from text, safely. Returns (data, where)."""
     where = "<text>"
@@ -185,6 +227,8 @@ def load_yaml_text(source: Union[str, Path]) -> tuple[Any, str]:
         text = str(source)
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"invalid YAML in {where}: nested too deeply to parse") from None
     except yaml.YAMLError as exc:
         detail = str(exc).replace("\n", " ")
         if "could not determine a constructor" in detail or "!!python" in detail:

@@ -114,16 +114,24 @@ class Registry:
 
 
 def unknown_name_message(kind: str, name: str, choices: list[str], failures: Iterable[PluginFailure] = ()) -> str:
-    msg = f"unknown {kind} {name!r}"
-    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
+    text = str(name)
+    msg = f"unknown {kind} {text!r}"
+    namespace = text.split(".")[0] if "." in text else None
+    known_namespaces = {c.split(".")[0] for c in choices if "." in c}
+    broken = [f for f in failures if namespace is not None and namespace in f.name]
+    if namespace is not None and namespace not in known_namespaces and not broken:
+        # nothing registered under that prefix: the plugin is missing, a near name would mislead
+        return (
+            f"{msg}: no installed plugin registers {kind}s named '{namespace}.*' - is it installed? "
+            f"(e.g. `pip install facekit-{namespace}`; `facekit plugins` lists what is loaded). "
+            f"Choices: {', '.join(choices) if choices else '(none registered)'}."
+        )
+    close = difflib.get_close_matches(text, choices, n=1, cutoff=0.6)
     if close:
         msg += f"; did you mean {close[0]!r}?"
     msg += f" Choices: {', '.join(choices) if choices else '(none registered)'}."
-    broken = [f for f in failures if f.name.split(".")[0] in str(name) or str(name).split(".")[0] in f.name]
     for failure in broken:
         msg += f" Plugin {failure.name!r} failed to load ({failure.error}); {failure.hint}."
-    if not broken and not close and "." in str(name):
-        msg += f" If {str(name).split('.')[0]!r} comes from a plugin, is it installed? See `facekit plugins`."
     return msg
 
 
