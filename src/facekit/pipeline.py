@@ -11,6 +11,7 @@ A pipeline may be shared between threads: each component is used under its own l
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from contextlib import nullcontext
@@ -25,6 +26,7 @@ from facekit.components import Aggregator, Aligner, Component, Detector, Embedde
 from facekit.config import (
     STAGE_KINDS,
     PipelineConfig,
+    check_expanded_size,
     dump_yaml,
     load_yaml_text,
     validate_model,
@@ -74,6 +76,7 @@ class Pipeline:
     # ----------------------------------------------------------------- building
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "") -> "Pipeline":
+        check_expanded_size(data, where)
         config = validate_model(PipelineConfig, data, where=where)
         return cls(config, where=where)
 
@@ -98,6 +101,11 @@ class Pipeline:
         path = Path(text)
         if path.is_file():
             return cls.from_yaml(path)
+        if path.suffix.lower() in (".yaml", ".yml") or os.sep in text or "/" in text:
+            raise ConfigError(
+                f"pipeline file not found: {path.resolve()}"
+                f"; pass a YAML file or a bundled pipeline name ({', '.join(sorted(registry.pipelines))})"
+            )
         raise ConfigError(
             f"no bundled pipeline named {text!r} and no such file. "
             + unknown_name_message("pipeline", text, sorted(registry.pipelines), registry.failures)
@@ -108,6 +116,18 @@ class Pipeline:
 
     def to_yaml(self) -> str:
         return dump_yaml(self.to_dict())
+
+    #: the settings that decide a pipeline's embeddings (not its scoring, explainer or aggregator)
+    EMBEDDING_FIELDS = ("detector", "fallback_detector", "aligner", "embedder", "multi_face", "max_pixels")
+
+    def embedding_description(self) -> str:
+        """The part of this pipeline's description that decides its embeddings, as canonical JSON.
+
+        Cache keys and calibration files use it, so a new calibration or explainer does not
+        make cached embeddings or a fitted calibration look stale.
+        """
+        config = self.to_dict()
+        return json.dumps({k: config.get(k) for k in self.EMBEDDING_FIELDS}, sort_keys=True)
 
     def _check_fit(self) -> None:
         """Stages must fit together; say so now rather than on the first image."""
@@ -283,7 +303,7 @@ class Pipeline:
         Embeddings read from the cache carry no chip (``embedding.face`` is None).
         """
         if cache is not None and not isinstance(cache, EmbeddingCache):
-            cache = EmbeddingCache(cache, self.to_yaml())
+            cache = EmbeddingCache(cache, self.embedding_description())
         if on_error not in ("raise", "skip"):
             raise ValueError("on_error must be 'raise' or 'skip'")
         items = [images] if _is_single(images) else list(images)  # type: ignore[arg-type]
@@ -464,6 +484,10 @@ class Pipeline:
                     f"{field_name}=NAME (choices: {', '.join(registry.names(field_name))})"
                 )
             name = self.components[field_name].name
+        stage = self.config.stages().get(field_name)
+        if stage is not None and stage.name == name:
+            # the same component as the YAML's: its YAML params stay unless overridden here
+            params = {**stage.params, **params}
         cls = registry.get(field_name, name)
         component = cls(validate_model(cls.Params, params, prefix=(field_name, "params")))
         if field_name == "aggregator" and getattr(component, "needs_landmarks", False) and not self.aligner.provides_chip_landmarks:

@@ -66,6 +66,17 @@ class _Result:
         return f"<div><b>{type(self).__name__}</b><br/>{pics}<table>{rows}</table></div>"
 
 
+def _bounded_percent(fraction: float, decimals: int = 1) -> str:
+    """A fraction as a percentage that never rounds a fitted estimate to a certain 0 or 100 %."""
+    step = 10.0 ** -decimals
+    value = fraction * 100
+    if value > 100 - step:
+        return f">{100 - step:.{decimals}f} %"
+    if value < step:
+        return f"<{step:.{decimals}f} %"
+    return f"{value:.{decimals}f} %"
+
+
 def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
@@ -253,10 +264,10 @@ class Comparison(_Result):
             ("percentage", f"{self.percentage:.2f} %  (FACE01 scale, 90 % = threshold)"),
         ]
         if self.probability is not None:
-            rows.append(("P(same person)", f"{self.probability:.1%}  (calibrated)"))
+            rows.append(("P(same person)", f"{_bounded_percent(self.probability)}  (calibrated)"))
         if self.impostor_percentile is not None:
             rows.append(
-                ("more similar than", f"{self.impostor_percentile:.2%} of pairs of different people")
+                ("more similar than", f"{_bounded_percent(self.impostor_percentile, 2)} of pairs of different people")
             )
         rows += [("model", self.model), ("pipeline", str(self.pipeline))]
         if self.profile:

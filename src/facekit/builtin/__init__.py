@@ -18,10 +18,19 @@ def register_detectors(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
+def register_explainers(register):  # type: ignore[no-untyped-def]
+    from facekit.occlusion import OcclusionExplainer
+
+    register(OcclusionExplainer)
+
+
+@hookimpl
 def register_aggregators(register):  # type: ignore[no-untyped-def]
     from facekit.builtin.basic import CentroidAggregator
+    from facekit.meanface import MeanFaceAggregator
 
     register(CentroidAggregator)
+    register(MeanFaceAggregator)
 
 
 @hookimpl
@@ -29,3 +38,13 @@ def register_pipelines(register):  # type: ignore[no-untyped-def]
     for entry in sorted(resources.files("facekit.pipelines").iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
             register(entry.name[: -len(".yaml")], entry.read_text(encoding="utf-8"))
+
+
+@hookimpl
+def register_calibrations(register):  # type: ignore[no-untyped-def]
+    # src/facekit/data/calibration-NAME.json, e.g. lfw-dev (fitted by scripts/fit_default_calibration.py)
+    data = resources.files("facekit") / "data"
+    if data.is_dir():
+        for entry in sorted(data.iterdir(), key=lambda e: e.name):
+            if entry.name.startswith("calibration-") and entry.name.endswith(".json"):
+                register(entry.name[len("calibration-") : -len(".json")], str(entry))

@@ -22,6 +22,10 @@ COMMANDS = {
     "check": "facekit.cli.info:check_command",
     "compare": "facekit.cli.compare:compare_command",
     "embed": "facekit.cli.embed:embed_command",
+    "explain": "facekit.cli.explain:explain_command",
+    "average": "facekit.cli.average:average_command",
+    "evaluate": "facekit.cli.evaluate:evaluate_command",
+    "calibrate": "facekit.cli.evaluate:calibrate_command",
 }
 
 
