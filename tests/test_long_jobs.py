@@ -228,8 +228,6 @@ def test_evaluate_lists_a_bad_image_and_still_reports(faces_dir: Path, tmp_path:
     assert str(broken) in out.read_text(), "the report lists the failed image"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reported): when failed images leave a fold without a same-person or a "
-                   "different-person pair, evaluate crashes with a ValueError traceback instead of a clear error")
 def test_evaluate_with_too_few_usable_pairs_fails_cleanly(faces_dir: Path, tmp_path: Path) -> None:
     images, pairs, _ = _pair_set(faces_dir, tmp_path, (
         "2\nPerson_A\t1\t2\nPerson_C\t1\t2\nPerson_A\t1\tPerson_B\t1\nPerson_B\t2\tPerson_C\t2\n"))

@@ -50,6 +50,12 @@ class MultipleFacesError(FacekitError):
     exit_code = 5
 
 
+class EvaluationError(FacekitError, ValueError):
+    """Labelled pairs or scores are not enough to measure something (e.g. a fold with one class)."""
+
+    exit_code = 5
+
+
 class DependencyError(FacekitError, ImportError):
     """A component needs a package that is not installed (or is the wrong version)."""
 

@@ -35,7 +35,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from facekit import similarity
-from facekit.errors import ConfigError
+from facekit.errors import ConfigError, EvaluationError
 
 PathLike = Union[str, os.PathLike]
 
@@ -165,7 +165,10 @@ def _check(similarities: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(s).all():
         raise ValueError("scores must be finite; leave unscored pairs out")
     if not y.any() or y.all():
-        raise ValueError("need at least one same-person and one different-person pair")
+        raise EvaluationError(
+            "need at least one same-person and one different-person pair with both images embedded "
+            "(too many images failed, or the pair file is too small for this many folds)"
+        )
     return s, y
 
 
