@@ -1,0 +1,267 @@
+"""Grad-CAM family heatmaps of a face pair, for any PyTorch embedder (pytorch-grad-cam 1.5).
+
+A face embedder has no classes, so the CAM target is the comparison itself: for face A it
+is A's similarity to B's embedding, and for B its similarity to A's, in the embedder's own
+metric (negative Euclidean distance for the dlib model, cosine similarity for ArcFace
+models). B's embedding is held fixed (detached), so the gradients say which regions of A
+move A towards B. Both faces go through the network as one batch of two.
+
+The embedder says which layer to explain (:meth:`facekit.components.Embedder.torch_model`,
+``TorchModel.target_layer``); ``layer`` picks another one by its dotted name in the module.
+For the dlib ResNet the default is the 17x17 stage after the first down-sampling.
+
+Both defaults are measured (benchmarks/bench_explain.py, 50 same-person LFW pairs, blurring
+the top 20 % of each chip against random blobs of the same area):
+
+* method: HiResCAM (2.4x random). LayerCAM deletes better (2.8x) but half of its map
+  survives re-initialising the network's weights (Spearman 0.52 between trained and random
+  weights, against 0.07 for HiResCAM): it partly draws the image, not the model. Plain
+  Grad-CAM is the least faithful here (1.6x), Grad-CAM++ in between (2.1x).
+* layer: the 35x35 and 17x17 stages are as good as each other, the 8x8 one a little
+  worse, and the 4x4 one no better than random (2x2 is coarser still).
+
+Occlusion (:mod:`facekit.occlusion`) deletes best of all (2.9x) at ten times the cost.
+Caveat: a plain centred blob scores 2.7x: on aligned chips the middle of the face carries
+most of the identity, and no map beats that prior by much.
+
+:func:`randomized_copy` gives the same embedder with re-initialised weights, for the
+model-randomisation sanity check (:func:`facekit.faithfulness.randomization_similarity`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import difflib
+import io
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from facekit.components import Embedder, Explainer, Params, TorchModel
+from facekit.errors import ConfigError, DependencyError
+from facekit.types import AlignedFace, Heatmap
+
+if TYPE_CHECKING:  # torch loads only when an explanation is made
+    import torch
+
+#: CAM methods by the name used in YAML and on the command line -> pytorch_grad_cam class name
+METHODS: dict[str, str] = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "hirescam": "HiResCAM",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "eigengradcam": "EigenGradCAM",
+    "gradcamelementwise": "GradCAMElementWise",
+    "scorecam": "ScoreCAM",
+}
+_ALIASES = {"gradcamplusplus": "gradcam++", "gradcampp": "gradcam++"}
+
+
+def _canonical_method(value: str) -> str:
+    key = "".join(ch for ch in str(value).lower() if ch not in "-_ ")
+    return _ALIASES.get(key, key)
+
+
+class SimilarityTarget:
+    """CAM target: the similarity of one embedding to a fixed reference embedding.
+
+    ``metric="euclidean"``: ``-||e - ref||`` (a tiny epsilon keeps the gradient finite when
+    the two are identical); ``metric="cosine"``: ``cos(e, ref)``. Accepts one embedding
+    ``(D,)`` or a batch ``(N, D)`` (ScoreCAM calls it per output row).
+    """
+
+    def __init__(self, reference: torch.Tensor, metric: str) -> None:
+        if metric not in ("euclidean", "cosine"):
+            raise ValueError(f"unknown metric {metric!r}")
+        self.reference = reference.detach()
+        self.metric = metric
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        import torch
+        ref = self.reference.to(output.device, output.dtype)
+        if self.metric == "cosine":
+            return torch.nn.functional.cosine_similarity(output, ref.expand_as(output), dim=-1, eps=1e-8)
+        return -torch.sqrt(((output - ref) ** 2).sum(dim=-1) + 1e-12)
+
+
+def layer_name(module: torch.nn.Module, layer: torch.nn.Module) -> str:
+    """Dotted name of ``layer`` inside ``module`` ("" if it is not a submodule)."""
+    for name, sub in module.named_modules():
+        if sub is layer:
+            return name
+    return ""
+
+
+def find_layer(module: torch.nn.Module, name: str) -> torch.nn.Module:
+    """The submodule called ``name`` (dotted, as in ``named_modules()``), or a ConfigError."""
+    modules = dict(module.named_modules())
+    if name in modules and name:
+        return modules[name]
+    names = [n for n in modules if n]
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    top = sorted({n.split(".")[0] for n in names})
+    raise ConfigError(
+        f"explainer.params.layer: no layer {name!r} in the embedder's network{hint} "
+        f"(top-level modules: {', '.join(top)}; any dotted name from module.named_modules() works)"
+    )
+
+
+class GradCamExplainer(Explainer):
+    """Grad-CAM (and relatives) with "similarity to the other face" as the target."""
+
+    name = "gradcam"
+    description = "Grad-CAM heatmaps: which regions raise each face's similarity to the other (PyTorch embedders)"
+    needs_torch = True
+
+    class Params(Params):
+        method: str = Field(
+            "hirescam",
+            description="CAM method: " + ", ".join(METHODS) + " (case and -/_ ignored); default hirescam: "
+            "the most faithful of those that pass the weight-randomisation check (benchmarks/bench_explain.py)",
+        )
+        layer: Optional[str] = Field(
+            None, description="dotted module name to explain (default: the embedder's target_layer)"
+        )
+        eigen_smooth: bool = Field(False, description="keep only the first principal component of the CAM")
+
+        @field_validator("method")
+        @classmethod
+        def _known_method(cls, value: str) -> str:
+            key = _canonical_method(value)
+            if key not in METHODS:
+                close = difflib.get_close_matches(key, list(METHODS), n=2)
+                hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+                raise ValueError(f"unknown CAM method {value!r}{hint}; choices: {', '.join(METHODS)}")
+            return key
+
+    def _cam_class(self) -> type:
+        try:
+            import pytorch_grad_cam
+        except ImportError as exc:  # pragma: no cover - a declared dependency of facekit-torch
+            raise DependencyError(
+                "the gradcam explainer needs pytorch-grad-cam: pip install 'grad-cam>=1.5'"
+            ) from exc
+        return getattr(pytorch_grad_cam, METHODS[self.params.method])
+
+    def _torch_model(self, embedder: Embedder) -> TorchModel:
+        model = embedder.torch_model()
+        if model is None:
+            raise ConfigError(
+                f"explainer 'gradcam' needs a PyTorch embedder and {embedder.name!r} is not one; "
+                "use the model-agnostic 'occlusion' explainer"
+            )
+        return model
+
+    def target_layer(self, embedder: Embedder) -> tuple[torch.nn.Module, str]:
+        """The layer this explainer will use on ``embedder``, and its dotted name."""
+        model = self._torch_model(embedder)
+        if self.params.layer:
+            return find_layer(model.module, self.params.layer), self.params.layer
+        return model.target_layer, layer_name(model.module, model.target_layer) or type(model.target_layer).__name__
+
+    def explain(self, embedder: Embedder, a: AlignedFace, b: AlignedFace) -> tuple[Heatmap, Heatmap]:
+        import torch
+        model = self._torch_model(embedder)
+        layer, where = self.target_layer(embedder)
+        cam_class = self._cam_class()
+        with torch.inference_mode(False), torch.enable_grad():
+            inputs = model.to_tensor(np.stack([a.chip, b.chip]))
+            inputs = inputs.detach().clone().requires_grad_(True)  # activations need grad even if weights do not
+            with torch.no_grad():
+                vectors = model.module(inputs).detach()
+            targets = [SimilarityTarget(vectors[1], embedder.metric), SimilarityTarget(vectors[0], embedder.metric)]
+            cam = cam_class(model=model.module, target_layers=[layer])
+            try:
+                # ScoreCAM draws tqdm bars on stderr; keep command-line output clean
+                quiet = contextlib.redirect_stderr(io.StringIO()) if self.params.method == "scorecam" else contextlib.nullcontext()
+                with quiet:
+                    maps = cam(input_tensor=inputs, targets=targets, eigen_smooth=self.params.eigen_smooth)
+            finally:
+                cam.activations_and_grads.release()
+                model.module.zero_grad(set_to_none=True)
+        maps = np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0)
+        label = f"{self.params.method} @ {where}"
+        return tuple(  # type: ignore[return-value]
+            Heatmap(np.clip(_fit(m, face.chip.shape[:2]), 0.0, 1.0), face, label) for m, face in zip(maps, (a, b))
+        )
+
+
+def _fit(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The CAM at the chip's size (models with their own resize may return another size)."""
+    if values.shape == tuple(shape[:2]):
+        return values
+    import cv2
+
+    return cv2.resize(values, (int(shape[1]), int(shape[0])), interpolation=cv2.INTER_LINEAR)
+
+
+# ------------------------------------------------------------------------------- sanity check
+class RandomizedTorchEmbedder(Embedder):
+    """A PyTorch embedder's network with re-initialised weights (for the randomisation check).
+
+    Not registered: build one with :func:`randomized_copy`.
+    """
+
+    name = "randomized"
+    description = "an embedder's network with random weights (sanity checks only)"
+
+    def __init__(self, original: Embedder, model: TorchModel) -> None:
+        super().__init__()
+        self._model = model
+        self.metric = original.metric  # type: ignore[misc]
+        self.default_threshold = original.threshold  # type: ignore[misc]
+        self.input_size = original.input_size  # type: ignore[misc]
+        self.dim = original.dim  # type: ignore[misc]
+        self.name = f"{original.name} (randomized)"  # type: ignore[misc]
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        import torch
+        with torch.inference_mode():
+            return self._model.module(self._model.to_tensor(np.asarray(chips))).float().cpu().numpy()
+
+    def torch_model(self) -> TorchModel:
+        return self._model
+
+
+def _reinitialise(module: torch.nn.Module, generator: torch.Generator) -> None:
+    import torch
+    for sub in module.modules():
+        own = dict(sub.named_parameters(recurse=False))
+        if not own:
+            continue
+        for pname, param in own.items():
+            with torch.no_grad():
+                if param.dim() >= 2:
+                    # Kaiming-uniform like torch's own conv/linear init, drawn from our generator
+                    fan_in = param[0].numel()
+                    bound = float(np.sqrt(6.0 / fan_in))
+                    fresh = torch.empty(param.shape, dtype=param.dtype).uniform_(-bound, bound, generator=generator)
+                    param.copy_(fresh)
+                elif pname == "bias":
+                    param.zero_()
+                else:
+                    param.fill_(1.0)  # scales of norm/affine layers
+
+
+def randomized_copy(embedder: Embedder, seed: int = 0) -> RandomizedTorchEmbedder:
+    """The embedder's network deep-copied with every weight re-initialised (Adebayo et al. 2018).
+
+    Conv/linear weights are redrawn (Kaiming-uniform), biases zeroed, per-channel scales
+    set to one: the architecture and input handling stay, everything learned is gone.
+    """
+    import torch
+    model = embedder.torch_model()
+    if model is None:
+        raise ConfigError(f"{embedder.name!r} is not a PyTorch embedder; nothing to randomise")
+    module = copy.deepcopy(model.module)
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    _reinitialise(module, generator)
+    path = layer_name(model.module, model.target_layer)
+    target = dict(module.named_modules())[path] if path else module
+    return RandomizedTorchEmbedder(embedder, TorchModel(module, model.to_tensor, target))
+
