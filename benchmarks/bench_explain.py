@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: steady numbers on a shared machine; 0: torch's default)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/facekit-out/bench_explain"))
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="redraw the report and curves from an earlier bench_explain.json (no measuring)")
     return parser.parse_args(argv)
 
 
@@ -74,6 +76,13 @@ def choose_pairs(pair_file: Path, count: int) -> list[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        report = json.loads(args.from_json.read_text(encoding="utf-8"))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench_explain.md").write_text(markdown(report), encoding="utf-8")
+        plot_curves(report, args.out / "deletion_curves.png")
+        print(markdown(report))
+        return 0
     from facekit import faithfulness as fa
     from facekit.errors import FacekitError
     from facekit.occlusion import OcclusionExplainer
@@ -248,6 +257,18 @@ def markdown(report: dict[str, Any]) -> str:
             f"{row['spearman_with_occlusion']:.2f} | {row['spearman_with_centre_blob']:.2f} | "
             f"{row['median_seconds_per_explanation']:.2f} |"
         )
+    layered = {n: r for n, r in report["explainers"].items() if "@" in n}
+    if layered:
+        count = min(r["faces"] for r in layered.values())
+        randoms = np.array(report["per_face_random_drop_at_20"][:count])
+        default = f"gradcam:{report['default_method']}"
+        same_faces = {f"{default}@{report['default_layer']}": report["explainers"][default], **layered}
+        ratios = ", ".join(
+            f"{n.split('@')[1]} {np.mean(r['per_face_drop_at_20'][:count]) / randoms.mean():.2f}x"
+            for n, r in same_faces.items()
+        )
+        lines += ["", f"Layers for {report['default_method']}, on the same first {count} faces (top-20 % / random): "
+                  f"{ratios}."]
     lines += ["", "Model randomisation (Spearman between maps of the trained and the re-initialised network; "
               "low passes):", ""]
     for name, row in report["randomization_spearman"].items():

@@ -276,12 +276,11 @@ def test_align_many_and_empty(chip5: Chip5Aligner, hog: HogDetector, faces_dir: 
 
 
 # ------------------------------------------------------------------ embedder
-def test_dlib_resnet_matches_torch_port(
-    faces_dir: Path, hog: HogDetector, chip5: Chip5Aligner, dlib_resnet: DlibResnetEmbedder
-) -> None:
+def test_dlib_resnet_matches_torch_port(faces_dir: Path, chip5: Chip5Aligner, dlib_resnet: DlibResnetEmbedder) -> None:
     pytest.importorskip("facekit_torch")
     from facekit_torch.embedders import DlibResnetTorchEmbedder
 
+    hog = HogDetector(upsample=0, retry_upsample=1, max_side=800)
     chips = []
     for rel in (f"{EXAMPLES}/obama.jpg", f"{EXAMPLES}/biden.jpg", f"{EXAMPLES}/two_people.jpg", f"{TEST_IMAGES}/obama3.jpg"):
         image = load_image(faces_dir / rel)

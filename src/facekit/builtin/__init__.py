@@ -18,6 +18,13 @@ def register_detectors(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
+def register_embedders(register):  # type: ignore[no-untyped-def]
+    from facekit.backends import AdaptedEmbedder
+
+    register(AdaptedEmbedder)
+
+
+@hookimpl
 def register_explainers(register):  # type: ignore[no-untyped-def]
     from facekit.occlusion import OcclusionExplainer
 

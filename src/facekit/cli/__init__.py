@@ -26,6 +26,7 @@ COMMANDS = {
     "average": "facekit.cli.average:average_command",
     "evaluate": "facekit.cli.evaluate:evaluate_command",
     "calibrate": "facekit.cli.evaluate:calibrate_command",
+    "audit": "facekit.cli.audit:audit_command",
 }
 
 
