@@ -224,7 +224,9 @@ class Pipeline:
 
     def detect(self, image: ImageSource) -> list[Face]:
         """Every face the detector finds (falling back to ``fallback_detector`` if none)."""
-        pixels = self.read(image)
+        return self._detect_pixels(self.read(image))
+
+    def _detect_pixels(self, pixels: np.ndarray) -> list[Face]:
         with self._use("detector"):
             faces = self.detector.detect(pixels)
         if not faces and "fallback_detector" in self.components:
@@ -261,12 +263,7 @@ class Pipeline:
             return [image]
         where = describe_source(image)
         pixels = self.read(image)
-        with self._use("detector"):
-            faces = self.detector.detect(pixels)
-        if not faces and "fallback_detector" in self.components:
-            with self._use("fallback_detector"):
-                faces = self.components["fallback_detector"].detect(pixels)  # type: ignore[attr-defined]
-        chosen = self.select(faces, pixels.shape, where)
+        chosen = self.select(self._detect_pixels(pixels), pixels.shape, where)
         with self._use("aligner"):
             aligned = self.aligner.align_many(pixels, chosen)
         source = where if isinstance(image, (str, os.PathLike)) else None
