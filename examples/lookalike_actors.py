@@ -56,7 +56,7 @@ def mean_faces(pipeline: Any, photos: dict[str, list[str]], out: Path) -> Path:
     from facekit.visualize import save_png
 
     # framed close around the mean landmarks: the crops are tight, so wider chips have black edges
-    results = {name: pipeline.aggregate(paths, "meanface", margin=0.45) for name, paths in photos.items()}
+    results = {name: pipeline.aggregate(paths, "meanface", margin=0.15) for name, paths in photos.items()}
     picture = side_by_side([r.image for r in results.values()], list(results),
                            [f"mean of {r.count} photos" for r in results.values()],
                            title="The two actors' mean faces")
@@ -90,8 +90,7 @@ def pair_figure(groups: dict[str, Any], out: Path) -> Path:
     return _save(figure, out / "pairs.png")
 
 
-def explain_cards(pipelines: dict[str, Any], photos: dict[str, list[str]], pair: tuple[str, str],
-                  out: Path) -> list[Path]:
+def explain_cards(pipelines: dict[str, Any], pair: tuple[str, str], out: Path) -> list[Path]:
     from facekit.visualize import save_png
 
     paths = []
@@ -137,7 +136,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     last = list(groups)[-1]
     i, j = np.unravel_index(np.argmin(groups[last].cross_scores), groups[last].cross_scores.shape)
     pair = (photos["Eguchi"][i], photos["Matsumura"][j])
-    cards = step(notes, "Grad-CAM cards", lambda: explain_cards(pipelines, photos, pair, args.out))
+    cards = step(notes, "Grad-CAM cards", lambda: explain_cards(pipelines, pair, args.out))
     pictures += cards or []
 
     lines = ["# Do the two actors look alike?", "",

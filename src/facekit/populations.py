@@ -670,7 +670,6 @@ class GroupComparison:
     template_score: float  # A's centroid against B's centroid
     own_template_scores: tuple[np.ndarray, np.ndarray]  # each photo against its own group's centroid of the others
     other_template_scores: tuple[np.ndarray, np.ndarray]  # each photo against the other group's centroid
-    sources: tuple[list[str], list[str]] = ((), ())  # type: ignore[assignment]
 
     def _same(self, scores: np.ndarray) -> np.ndarray:
         return _accepts(np.asarray(scores), self.metric, self.threshold)
