@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Optional, 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from facekit.errors import ImageError
 from facekit.types import AggregateResult, AlignedFace, Embedding, Face, Heatmap, Image
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,6 +138,19 @@ class Embedder(Component):
     def torch_model(self) -> Optional[TorchModel]:
         """The model as PyTorch, for gradient-based explainers; None if not PyTorch."""
         return None
+
+
+def check_chips(chips: Any, size: int) -> np.ndarray:
+    """``chips`` as an ``(N, size, size, 3)`` uint8 array, or an :class:`ImageError`."""
+    arr = np.asarray(chips)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[1:] != (size, size, 3) or arr.dtype != np.uint8:
+        raise ImageError(
+            f"expected chips of shape (N, {size}, {size}, 3) uint8 RGB, got shape {arr.shape} dtype {arr.dtype}; "
+            f"align them with an aligner of size {size}"
+        )
+    return arr
 
 
 class Explainer(Component):

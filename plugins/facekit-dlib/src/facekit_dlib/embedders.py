@@ -15,8 +15,8 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import Field
 
-from facekit.components import Embedder, Params
-from facekit.errors import ImageError
+from facekit.components import Embedder, Params, check_chips
+
 
 from facekit_dlib._models import FACE_RESNET, load_model
 
@@ -25,19 +25,6 @@ from facekit_dlib._models import FACE_RESNET, load_model
 MODEL_NAME = "dlib_face_recognition_resnet_model_v1"
 INPUT_SIZE = 150
 DIM = 128
-
-
-def check_chips(chips: Any, size: int) -> np.ndarray:
-    """``chips`` as an ``(N, size, size, 3)`` uint8 array, or an :class:`ImageError`."""
-    arr = np.asarray(chips)
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.ndim != 4 or arr.shape[1:] != (size, size, 3) or arr.dtype != np.uint8:
-        raise ImageError(
-            f"expected chips of shape (N, {size}, {size}, 3) uint8 RGB, got shape {arr.shape} dtype {arr.dtype}; "
-            f"align them with an aligner of size {size}"
-        )
-    return arr
 
 
 class DlibResnetEmbedder(Embedder):

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from facekit.components import Embedder, Params, TorchModel
-from facekit.errors import DependencyError, ImageError, ModelFileError
+from facekit.components import Embedder, Params, check_chips, TorchModel
+from facekit.errors import DependencyError, ModelFileError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -95,19 +95,6 @@ def verify_model_file(path: Path) -> None:
                 f"corrupt model file {path}: SHA-256 {digest} does not match the published {MODEL_SHA256}; {fix}"
             )
         _verified.add(key)
-
-
-def check_chips(chips: Any, size: int) -> np.ndarray:
-    """``chips`` as an ``(N, size, size, 3)`` uint8 array, or an :class:`ImageError`."""
-    arr = np.asarray(chips)
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.ndim != 4 or arr.shape[1:] != (size, size, 3) or arr.dtype != np.uint8:
-        raise ImageError(
-            f"expected chips of shape (N, {size}, {size}, 3) uint8 RGB, got shape {arr.shape} dtype {arr.dtype}; "
-            f"align them with an aligner of size {size}"
-        )
-    return arr
 
 
 def _fold_affines(module: Any) -> int:
