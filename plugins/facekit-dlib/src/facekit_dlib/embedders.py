@@ -16,8 +16,6 @@ import numpy as np
 from pydantic import Field
 
 from facekit.components import Embedder, Params, check_chips
-
-
 from facekit_dlib._models import FACE_RESNET, load_model
 
 #: the model name both dlib.resnet and torch.dlib_resnet give their embeddings, so that
