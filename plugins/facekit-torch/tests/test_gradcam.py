@@ -26,6 +26,7 @@ from facekit.plugins import get_registry, reset_plugin_manager  # noqa: E402
 from facekit.testing import ExplainerContract  # noqa: E402
 from facekit.types import AlignedFace  # noqa: E402
 from facekit_torch.gradcam import (  # noqa: E402
+    GRADIENT_METHODS,
     METHODS,
     GradCamExplainer,
     SimilarityTarget,
@@ -137,6 +138,34 @@ def test_every_method_gives_a_map_per_face(method: str, embedder, aligned_pair) 
         assert heat.values.min() >= 0 and heat.values.max() == pytest.approx(1.0, abs=1e-4)
         assert heat.face is face and heat.method == f"{method} @ stages.res17"
     assert not np.allclose(heat_a.values, heat_b.values)
+
+
+@pytest.mark.parametrize("method", list(GRADIENT_METHODS))
+def test_own_gradient_methods_give_pytorch_grad_cams_maps(method: str, embedder, aligned_pair) -> None:  # type: ignore[no-untyped-def]
+    own = GradCamExplainer(method=method)
+    library = GradCamExplainer(method=method, engine="pytorch-grad-cam")
+    assert not own.uses_library and library.uses_library
+    for mine, theirs in zip(own.explain(embedder, *aligned_pair), library.explain(embedder, *aligned_pair)):
+        assert np.abs(mine.values - theirs.values).max() < 1e-5
+        assert mine.method == theirs.method
+
+
+def test_the_default_explainer_does_not_import_pytorch_grad_cam(faces_dir: Path) -> None:
+    """pytorch-grad-cam's import (torchvision, scikit-learn, matplotlib) is most of a cold start."""
+    import subprocess
+    import sys
+
+    examples = faces_dir / "face_recognition_examples" / "examples"
+    code = (
+        "import sys\n"
+        "from facekit import Pipeline\n"
+        f"result = Pipeline.load('default').explain({str(examples / 'obama.jpg')!r}, {str(examples / 'obama2.jpg')!r})\n"
+        "assert result.heatmaps[0].values.max() > 0\n"
+        "print(sorted(m for m in ('pytorch_grad_cam', 'torchvision', 'sklearn') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.slow

@@ -21,6 +21,14 @@ the top 20 % of each chip against random blobs of the same area):
   2.5x (close, and nearer the raw pixels), the 8x8 one 1.9x, the 4x4 one 1.3x (and the
   2x2 one is coarser still).
 
+Speed: the three methods whose map is a closed-form function of one layer's activations
+A and gradients G (Grad-CAM: channel-mean of G times A; HiResCAM: G * A; LayerCAM:
+max(G, 0) * A; each summed over channels) are computed here, with the same rectification
+and min-max scaling as pytorch-grad-cam (tests check they agree with it). Importing
+pytorch-grad-cam pulls in torchvision, scikit-learn, SciPy and matplotlib, about 7 s of a
+10-12 s ``facekit explain`` cold start on two CPU cores; the other methods, and
+``engine: pytorch-grad-cam``, go through the library.
+
 Occlusion (:mod:`facekit.occlusion`) deletes best of all (2.9x) at ten times the cost.
 Caveat: a plain centred blob scores 2.7x: on aligned chips the middle of the face carries
 most of the identity, and no map beats that prior by much.
@@ -35,7 +43,7 @@ import contextlib
 import copy
 import difflib
 import io
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -60,6 +68,22 @@ METHODS: dict[str, str] = {
     "scorecam": "ScoreCAM",
 }
 _ALIASES = {"gradcamplusplus": "gradcam++", "gradcampp": "gradcam++"}
+
+
+def _gradcam(acts: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    return (grads.mean(axis=(2, 3), keepdims=True) * acts).sum(axis=1)
+
+
+def _hirescam(acts: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    return (grads * acts).sum(axis=1)
+
+
+def _layercam(acts: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    return (np.maximum(grads, 0) * acts).sum(axis=1)
+
+
+#: methods computed by facekit from (activations, gradients) of shape (N, C, H, W) -> (N, H, W)
+GRADIENT_METHODS = {"gradcam": _gradcam, "hirescam": _hirescam, "layercam": _layercam}
 
 
 def _canonical_method(value: str) -> str:
@@ -129,6 +153,12 @@ class GradCamExplainer(Explainer):
             None, description="dotted module name to explain (default: the embedder's target_layer)"
         )
         eigen_smooth: bool = Field(False, description="keep only the first principal component of the CAM")
+        engine: Literal["auto", "pytorch-grad-cam"] = Field(
+            "auto",
+            description="auto: gradcam, hirescam and layercam are computed by facekit (same maps as "
+            "pytorch-grad-cam, without its 7 s import), every other method by pytorch-grad-cam; "
+            "pytorch-grad-cam: always the library",
+        )
 
         @field_validator("method")
         @classmethod
@@ -165,31 +195,78 @@ class GradCamExplainer(Explainer):
             return find_layer(model.module, self.params.layer), self.params.layer
         return model.target_layer, layer_name(model.module, model.target_layer) or type(model.target_layer).__name__
 
+    @property
+    def uses_library(self) -> bool:
+        """Whether this configuration runs through pytorch-grad-cam (else facekit's own code)."""
+        return (self.params.engine == "pytorch-grad-cam" or self.params.eigen_smooth
+                or self.params.method not in GRADIENT_METHODS)
+
     def explain(self, embedder: Embedder, a: AlignedFace, b: AlignedFace) -> tuple[Heatmap, Heatmap]:
         import torch
         model = self._torch_model(embedder)
         layer, where = self.target_layer(embedder)
-        cam_class = self._cam_class()
+        cam_class = self._cam_class() if self.uses_library else None
         with torch.inference_mode(False), torch.enable_grad():
             inputs = model.to_tensor(np.stack([a.chip, b.chip]))
             inputs = inputs.detach().clone().requires_grad_(True)  # activations need grad even if weights do not
             with torch.no_grad():
                 vectors = model.module(inputs).detach()
             targets = [SimilarityTarget(vectors[1], embedder.metric), SimilarityTarget(vectors[0], embedder.metric)]
-            cam = cam_class(model=model.module, target_layers=[layer])
-            try:
-                # ScoreCAM draws tqdm bars on stderr; keep command-line output clean
-                quiet = contextlib.redirect_stderr(io.StringIO()) if self.params.method == "scorecam" else contextlib.nullcontext()
-                with quiet:
-                    maps = cam(input_tensor=inputs, targets=targets, eigen_smooth=self.params.eigen_smooth)
-            finally:
-                cam.activations_and_grads.release()
-                model.module.zero_grad(set_to_none=True)
+            if cam_class is None:
+                maps = self._gradient_maps(model.module, layer, inputs, targets)
+            else:
+                cam = cam_class(model=model.module, target_layers=[layer])
+                try:
+                    # ScoreCAM draws tqdm bars on stderr; keep command-line output clean
+                    quiet = (contextlib.redirect_stderr(io.StringIO()) if self.params.method == "scorecam"
+                             else contextlib.nullcontext())
+                    with quiet:
+                        maps = cam(input_tensor=inputs, targets=targets, eigen_smooth=self.params.eigen_smooth)
+                finally:
+                    cam.activations_and_grads.release()
+                    model.module.zero_grad(set_to_none=True)
         maps = np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0)
         label = f"{self.params.method} @ {where}"
         return tuple(  # type: ignore[return-value]
             Heatmap(np.clip(_fit(m, face.chip.shape[:2]), 0.0, 1.0), face, label) for m, face in zip(maps, (a, b))
         )
+
+
+    def _gradient_maps(self, module: torch.nn.Module, layer: torch.nn.Module, inputs: torch.Tensor,
+                       targets: list[SimilarityTarget]) -> np.ndarray:
+        """One map per input from ``layer``'s activations and their gradients, scaled to [0, 1]
+        at the input's size (rectified, min-max scaled, resized, rectified and scaled again:
+        pytorch-grad-cam's order, so the maps match the library's)."""
+        import cv2
+        import torch
+
+        captured: list[torch.Tensor] = []
+        handle = layer.register_forward_hook(lambda _module, _args, output: captured.append(output))
+        try:
+            outputs = module(inputs)
+        finally:
+            handle.remove()
+        if len(captured) != 1 or not isinstance(captured[0], torch.Tensor) or captured[0].dim() != 4:
+            raise ConfigError(
+                f"explainer.params.layer: the layer must run once per forward pass and output an (N, C, H, W) "
+                f"tensor; use engine: pytorch-grad-cam (with its reshape support) for other layers"
+            )
+        score = sum(target(output) for target, output in zip(targets, outputs))
+        (grads,) = torch.autograd.grad(score, captured[0])
+        acts = captured[0].detach().float().cpu().numpy()
+        cams = np.maximum(GRADIENT_METHODS[self.params.method](acts, grads.float().cpu().numpy()), 0)
+        height, width = inputs.shape[-2:]
+        maps = []
+        for cam in cams:
+            cam = _min_max(cam)
+            cam = np.maximum(cv2.resize(cam.astype(np.float32), (int(width), int(height))), 0)
+            maps.append(_min_max(cam))
+        return np.stack(maps)
+
+
+def _min_max(values: np.ndarray) -> np.ndarray:
+    values = values - values.min()
+    return values / (1e-7 + values.max())
 
 
 def _fit(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
