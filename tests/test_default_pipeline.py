@@ -46,7 +46,9 @@ def _distance(pipeline: Pipeline, a: object, b: object) -> float:
 def test_default_stages(pipeline: Pipeline) -> None:
     assert pipeline.name == "default"
     assert pipeline.detector.name == "dlib.hog"
-    assert pipeline.components["fallback_detector"].name == "whole_image"
+    fallback = pipeline.components["fallback_detector"]
+    assert fallback.name == "dlib.cnn", "a real detector: a face-less photo must be an error, not a score"
+    assert (fallback.params.upsample, fallback.params.max_side) == (0, 640)
     assert pipeline.aligner.name == "dlib.chip5" and pipeline.aligner.chip_size == 150
     assert pipeline.embedder.name == "torch.dlib_resnet"
     assert pipeline.embedder.metric == "euclidean" and pipeline.embedder.threshold == pytest.approx(0.6)
@@ -103,13 +105,12 @@ def test_resolution_ladder_is_consistent(pipeline: Pipeline, examples: Path) -> 
     assert all(e.face.face.detector == "dlib.hog" for e in batch)
 
 
-def test_falls_back_to_the_whole_image(pipeline: Pipeline, examples: Path) -> None:
-    """A photo that is already a tight face crop (a 150 px chip) still gives an embedding."""
+def test_the_cnn_fallback_finds_a_crop_too_tight_for_hog(pipeline: Pipeline, examples: Path) -> None:
     chip = pipeline.align(examples / "obama.jpg")[0]
     tight = chip.chip[35:115, 35:115]  # eyes to mouth only: too tight for HOG's window
     assert pipeline.detector.detect(tight) == []
     again = pipeline.align(tight)[0]
-    assert again.face.detector == "whole_image"
+    assert again.face.detector == "dlib.cnn"
     assert _distance(pipeline, chip, again) < 0.6
 
 

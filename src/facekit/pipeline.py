@@ -237,7 +237,12 @@ class Pipeline:
     def select(self, faces: Sequence[Face], image_shape: tuple[int, ...], where: str = "") -> list[Face]:
         """Apply the pipeline's multi-face policy."""
         if not faces:
-            raise NoFaceError(f"{where or 'image'}: no face found by {self._detector_names()}")
+            fallback = self.components.get("fallback_detector")
+            hint = "" if fallback is not None and fallback.name == "whole_image" else (
+                " (if your photos are already tight face crops, add `fallback_detector: whole_image` to the "
+                "pipeline; facekit never does that by default, as it would score photos without a face)"
+            )
+            raise NoFaceError(f"{where or 'image'}: no face found by {self._detector_names()}{hint}")
         policy = self.config.multi_face
         if policy == "all":
             return list(faces)
