@@ -180,6 +180,24 @@ def test_lookup_by_registered_name(tmp_path: Path, facekit_plugin) -> None:  # t
         load_calibration("test-profil")
 
 
+def test_a_calibration_of_another_model_is_refused(tmp_path: Path) -> None:
+    """The East Asian profile's threshold (0.42) means nothing for the plain descriptor."""
+    from facekit.cli import main
+
+    assert load_calibration("eastasian", model="dlib_face_recognition_resnet_model_v1+flip+nap1:eastasian")
+    with pytest.raises(ConfigError, match=r"fitted on scores of the model 'dlib_face_recognition_resnet_model_v1\+flip"
+                                          r".*embedder is 'dlib_face_recognition_resnet_model_v1'.*bundled pipeline 'eastasian' does"):
+        load_calibration("eastasian", model="dlib_face_recognition_resnet_model_v1")
+    scores, labels = _synthetic(100)
+    unnamed = fit_calibration(scores, labels, "euclidean", name="no-model").save(tmp_path / "any.json")
+    assert load_calibration(unnamed, model="whatever").name == "no-model"  # nothing recorded: nothing to check
+    yaml_file = tmp_path / "mixed.yaml"
+    yaml_file.write_text("name: mixed\ndetector: whole_image\naligner: {name: dlib.chip5}\n"
+                         "embedder: torch.dlib_resnet\nscoring: {calibration: eastasian}\n")
+    result = CliRunner().invoke(main, ["check", str(yaml_file)])
+    assert result.exit_code == 2 and "fitted on scores of the model" in result.output
+
+
 def test_calibrate_command_from_an_evaluation_report(tmp_path: Path) -> None:
     from facekit.cli import main
 

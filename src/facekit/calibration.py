@@ -477,13 +477,16 @@ def check_calibration(calibration: Calibration, scores: Any, labels: Any, where:
 
 
 # --------------------------------------------------------------------------- lookup
-def load_calibration(name_or_path: Union[str, PathLike], metric: Optional[str] = None) -> Calibration:
+def load_calibration(name_or_path: Union[str, PathLike], metric: Optional[str] = None,
+                     model: Optional[str] = None) -> Calibration:
     """A calibration by registered name (see ``facekit plugins``) or by JSON path.
 
     A path is anything ending in ``.json`` or holding a folder separator; anything else
     is looked up among the registered names first.
 
-    With ``metric``, refuse a calibration fitted on scores of another kind.
+    With ``metric``, refuse a calibration fitted on scores of another kind; with ``model``
+    (an embedder's ``model_name``), one fitted on another model's scores (a calibration
+    that records no model is accepted).
     """
     from facekit.plugins import get_registry, unknown_name_message
 
@@ -491,7 +494,7 @@ def load_calibration(name_or_path: Union[str, PathLike], metric: Optional[str] =
     looks_like_path = isinstance(name_or_path, os.PathLike) or text.endswith(".json") or "/" in text or os.sep in text
     if looks_like_path and Path(text).is_file():
         calibration = Calibration.load(text)
-        _check_metric(calibration, metric, f"calibration file {text}")
+        _check_fit(calibration, metric, model, f"calibration file {text}")
         return calibration
     registry = get_registry()
     if text in registry.calibrations:
@@ -509,11 +512,21 @@ def load_calibration(name_or_path: Union[str, PathLike], metric: Optional[str] =
             + unknown_name_message("calibration", text, sorted(registry.calibrations), registry.failures)
             + " Fit one with `facekit calibrate`."
         )
-    _check_metric(calibration, metric, where)
+    _check_fit(calibration, metric, model, where)
     return calibration
 
 
-def _check_metric(calibration: Calibration, metric: Optional[str], where: str) -> None:
+def _check_fit(calibration: Calibration, metric: Optional[str], model: Optional[str], where: str) -> None:
+    if model is not None and calibration.model and calibration.model != model:
+        from facekit.plugins import get_registry
+
+        hint = (f" (the bundled pipeline {calibration.name!r} does)" if calibration.name in get_registry().pipelines
+                else "")
+        raise ConfigError(
+            f"{where} was fitted on scores of the model {calibration.model!r}, but this pipeline's embedder is "
+            f"{model!r}: its threshold and probabilities would not mean what they say. Use an embedder that "
+            f"gives {calibration.model!r}{hint}, or fit a calibration for this model with `facekit calibrate`"
+        )
     if metric is not None and calibration.metric != metric:
         raise ConfigError(
             f"{where} was fitted on {calibration.metric} scores, but this pipeline's embedder uses {metric}; "

@@ -200,7 +200,8 @@ class Pipeline:
             if name:
                 from facekit.calibration import load_calibration
 
-                self._calibration = load_calibration(name, metric=self.embedder.metric)
+                self._calibration = load_calibration(name, metric=self.embedder.metric,
+                                                     model=self.embedder.model_name)
             self._calibration_loaded = True
         return self._calibration
 
