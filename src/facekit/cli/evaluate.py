@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import click
 
@@ -15,6 +15,26 @@ from facekit.errors import ConfigError
 _pairs_help = "LFW-format pair file: header `N` (N same-person lines, then N different-person lines) or `FOLDS N`"
 _images_help = "folder holding Name/Name_0001.jpg [default: the `images` folder beside the pair file]"
 _cache_help = "folder to keep each image's embedding in; a rerun (or the other command) reuses it"
+
+
+def _shared_options(plot_help: str) -> Callable[[Any], Any]:
+    """--plot, --no-plot, --cache, --limit and --progress: the options both commands end with."""
+    options = [
+        click.option("--plot", default=None, type=click.Path(dir_okay=False),
+                     help=f"{plot_help} [default: OUTPUT with .png]"),
+        click.option("--no-plot", is_flag=True, help="do not draw the PNG"),
+        click.option("--cache", type=click.Path(file_okay=False), default=None, help=_cache_help),
+        click.option("--limit", type=click.IntRange(1), default=None,
+                     help="use only the first LIMIT same-person and LIMIT different-person pairs (of each fold)"),
+        click.option("--progress/--no-progress", default=True, show_default=True),
+    ]
+
+    def decorate(func: Any) -> Any:
+        for option in reversed(options):  # as if stacked as decorators, top to bottom
+            func = option(func)
+        return func
+
+    return decorate
 
 
 def _png_path(json_path: str, plot: Optional[str]) -> Path:
@@ -40,13 +60,7 @@ def _report_failures(failures: dict[str, str], shown: int = 10) -> None:
               help="false-accept rates to report TAR at [default: 0.01 and 0.001]")
 @click.option("-o", "--output", default="evaluation.json", show_default=True, type=click.Path(dir_okay=False),
               help="JSON report (every figure, the failed images and each pair's score)")
-@click.option("--plot", default=None, type=click.Path(dir_okay=False),
-              help="ROC and score-histogram PNG [default: OUTPUT with .png]")
-@click.option("--no-plot", is_flag=True, help="do not draw the PNG")
-@click.option("--cache", type=click.Path(file_okay=False), default=None, help=_cache_help)
-@click.option("--limit", type=click.IntRange(1), default=None,
-              help="use only the first LIMIT same-person and LIMIT different-person pairs (of each fold)")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@_shared_options("ROC and score-histogram PNG")
 @handle_errors
 def evaluate_command(pairs: str, images: Optional[str], pipeline: str, train_pairs: Optional[str], folds: int,
                      far_targets: tuple[float, ...], output: str, plot: Optional[str], no_plot: bool,
@@ -99,13 +113,7 @@ def evaluate_command(pairs: str, images: Optional[str], pipeline: str, train_pai
 @click.option("--check-pairs", type=click.Path(exists=True, dir_okay=False), default=None,
               help="held-out pair file to measure the fitted calibration's ECE on")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="calibration JSON to write")
-@click.option("--plot", default=None, type=click.Path(dir_okay=False),
-              help="calibration PNG [default: OUTPUT with .png]")
-@click.option("--no-plot", is_flag=True, help="do not draw the PNG")
-@click.option("--cache", type=click.Path(file_okay=False), default=None, help=_cache_help)
-@click.option("--limit", type=click.IntRange(1), default=None,
-              help="use only the first LIMIT same-person and LIMIT different-person pairs (of each fold)")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@_shared_options("calibration PNG")
 @handle_errors
 def calibrate_command(pairs: Optional[str], images: Optional[str], scores_json: Optional[str], pipeline: str,
                       method: str, name: Optional[str], description: str, fitted_on: Optional[str],

@@ -10,33 +10,23 @@ batched and much faster on a CPU, with the same numbers to about 1e-6.
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from pydantic import Field
 
-from facekit.components import Embedder, Params, check_chips
+from facekit.components import check_chips
+from facekit.dlib_descriptor import DIM, INPUT_SIZE, DlibDescriptorEmbedder
 from facekit_dlib._models import FACE_RESNET, load_model
 
-#: the model name both dlib.resnet and torch.dlib_resnet give their embeddings, so that
-#: descriptors from either backend can be compared with each other
-MODEL_NAME = "dlib_face_recognition_resnet_model_v1"
-INPUT_SIZE = 150
-DIM = 128
 
-
-class DlibResnetEmbedder(Embedder):
+class DlibResnetEmbedder(DlibDescriptorEmbedder):
     """dlib's 128-D face descriptor, computed by dlib."""
 
     name = "dlib.resnet"
     description = "dlib's ResNet face descriptor (128-D, Euclidean, same person below 0.6), run by dlib"
-    metric = "euclidean"
-    default_threshold = 0.6
-    input_size = INPUT_SIZE
-    dim = DIM
 
-    class Params(Params):
-        threshold: Optional[float] = Field(None, gt=0.0, description="same-person distance threshold (default 0.6)")
+    class Params(DlibDescriptorEmbedder.Params):
         num_jitters: int = Field(
             0, ge=0, le=100, description="average over this many randomly jittered copies (>1 only; ~N times slower)"
         )
@@ -45,10 +35,6 @@ class DlibResnetEmbedder(Embedder):
         super().__init__(params, **kwargs)
         self._model: Any = None
         self._lock = threading.Lock()
-
-    @property
-    def model_name(self) -> str:
-        return MODEL_NAME
 
     def warm_up(self) -> None:
         self._get_model()

@@ -5,7 +5,7 @@ facekit-mediapipe runs the face models that MediaPipe 0.10.21 ships inside its w
 time instead, which facekit must never need. With such a release installed, a
 component still works when the user hands it a MediaPipe Tasks model file
 (``model_path``); otherwise it raises :class:`~facekit.errors.DependencyError` naming
-the pin.
+the pin. :class:`LazyEngine` builds a component's engine either way.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import os
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Optional
+from typing import Any, ClassVar, Optional
 
+from facekit.components import Component
 from facekit.errors import DependencyError, ModelFileError
 
 #: the MediaPipe release whose wheel bundles the face models this plugin uses
@@ -93,3 +94,43 @@ def check_model_file(component: str, model_path: str, suffixes: tuple[str, ...])
             f"({' or '.join(suffixes)} file)"
         )
     return path
+
+
+class LazyEngine(Component):
+    """Base of the components that run MediaPipe: builds the engine on first use, once.
+
+    The engine is ``(kind, engine, mediapipe module)``: kind ``"tasks"`` when the user gave
+    a Tasks model file (``params.model_path``, which must end in :attr:`model_suffix`),
+    else ``"solutions"``, the model bundled with mediapipe 0.10.21. Subclasses build either
+    kind of engine in :meth:`_tasks_engine` and :meth:`_solutions_engine`.
+    """
+
+    #: the suffix of a MediaPipe Tasks model file for this component
+    model_suffix: ClassVar[str] = ""
+
+    def __init__(self, params: Any = None, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._engine: Any = None
+
+    def warm_up(self) -> None:
+        self._get_engine()
+
+    def _get_engine(self) -> Any:
+        if self._engine is None:
+            mp = import_mediapipe(self.name, self.params.model_path)
+            if self.params.model_path is not None:
+                from mediapipe.tasks.python import BaseOptions, vision
+
+                path = check_model_file(self.name, self.params.model_path, (self.model_suffix,))
+                self._engine = ("tasks", self._tasks_engine(vision, BaseOptions(model_asset_path=str(path))), mp)
+            else:
+                self._engine = ("solutions", self._solutions_engine(mp), mp)
+        return self._engine
+
+    def _tasks_engine(self, vision: Any, base_options: Any) -> Any:  # pragma: no cover - abstract
+        """The engine built by ``mediapipe.tasks.python.vision`` from the user's model file."""
+        raise NotImplementedError
+
+    def _solutions_engine(self, mp: Any) -> Any:  # pragma: no cover - abstract
+        """The engine of mediapipe's bundled model (a legacy solution)."""
+        raise NotImplementedError

@@ -11,7 +11,7 @@ from facekit.components import Detector, Params
 from facekit.errors import ImageError
 from facekit.types import Face, Image, Landmarks
 
-from facekit_mediapipe._runtime import check_model_file, import_mediapipe
+from facekit_mediapipe._runtime import LazyEngine
 
 
 def _to_pixels(relative: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -19,7 +19,7 @@ def _to_pixels(relative: np.ndarray, width: int, height: int) -> np.ndarray:
     return relative * np.array([width, height], dtype=np.float64) - 0.5
 
 
-class BlazeFaceDetector(Detector):
+class BlazeFaceDetector(LazyEngine, Detector):
     """Finds faces with BlazeFace and gives 6 keypoints per face (scheme ``blazeface6``).
 
     The keypoints are, in order: right eye, left eye, nose tip, mouth centre, right ear
@@ -34,6 +34,7 @@ class BlazeFaceDetector(Detector):
     name = "mediapipe.blazeface"
     description = "MediaPipe BlazeFace (short- or full-range): boxes and 6 keypoints, fast on CPU"
     provides_landmarks = "blazeface6"
+    model_suffix = ".tflite"
 
     class Params(Params):
         model: Literal["short", "full"] = Field(
@@ -46,33 +47,19 @@ class BlazeFaceDetector(Detector):
             "(needed with mediapipe releases after 0.10.21)",
         )
 
-    def __init__(self, params: Any = None, **kwargs: Any) -> None:
-        super().__init__(params, **kwargs)
-        self._engine: Any = None
+    def _tasks_engine(self, vision: Any, base_options: Any) -> Any:
+        options = vision.FaceDetectorOptions(
+            base_options=base_options,
+            running_mode=vision.RunningMode.IMAGE,
+            min_detection_confidence=self.params.min_confidence,
+        )
+        return vision.FaceDetector.create_from_options(options)
 
-    def warm_up(self) -> None:
-        self._get_engine()
-
-    def _get_engine(self) -> Any:
-        if self._engine is None:
-            mp = import_mediapipe(self.name, self.params.model_path)
-            if self.params.model_path is not None:
-                from mediapipe.tasks.python import BaseOptions, vision
-
-                path = check_model_file(self.name, self.params.model_path, (".tflite",))
-                options = vision.FaceDetectorOptions(
-                    base_options=BaseOptions(model_asset_path=str(path)),
-                    running_mode=vision.RunningMode.IMAGE,
-                    min_detection_confidence=self.params.min_confidence,
-                )
-                self._engine = ("tasks", vision.FaceDetector.create_from_options(options), mp)
-            else:
-                solution = mp.solutions.face_detection.FaceDetection(
-                    model_selection=1 if self.params.model == "full" else 0,
-                    min_detection_confidence=self.params.min_confidence,
-                )
-                self._engine = ("solutions", solution, mp)
-        return self._engine
+    def _solutions_engine(self, mp: Any) -> Any:
+        return mp.solutions.face_detection.FaceDetection(
+            model_selection=1 if self.params.model == "full" else 0,
+            min_detection_confidence=self.params.min_confidence,
+        )
 
     def detect(self, image: Image) -> list[Face]:
         image = _checked(image, self.name)

@@ -13,7 +13,7 @@ from facekit.errors import NoFaceError
 from facekit.meanface import fit_similarity
 from facekit.types import AlignedFace, Face, Image, Landmarks, apply_affine
 
-from facekit_mediapipe._runtime import check_model_file, import_mediapipe
+from facekit_mediapipe._runtime import LazyEngine
 from facekit_mediapipe.blazeface import _checked, _to_pixels
 
 # Face-mesh indices. "Right" is the person's right (the left side of a frontal photo).
@@ -124,7 +124,7 @@ def warp_chip(image: np.ndarray, chip_to_source: np.ndarray, size: int) -> np.nd
     )
 
 
-class FaceMeshAligner(Aligner):
+class FaceMeshAligner(LazyEngine, Aligner):
     """Runs MediaPipe's face mesh around a detector's box and aligns on its landmarks.
 
     Two ways to place the face in the chip:
@@ -146,6 +146,7 @@ class FaceMeshAligner(Aligner):
     description = "MediaPipe face mesh (468 landmarks): similarity-to-template or eyes-level alignment"
     accepts_landmarks = ()
     provides_chip_landmarks = True
+    model_suffix = ".task"
 
     class Params(Params):
         method: Literal["similarity", "eyes_level"] = Field(
@@ -166,42 +167,28 @@ class FaceMeshAligner(Aligner):
             "(needed with mediapipe releases after 0.10.21)",
         )
 
-    def __init__(self, params: Any = None, **kwargs: Any) -> None:
-        super().__init__(params, **kwargs)
-        self._engine: Any = None
-
     @property
     def padding(self) -> float:
         if self.params.padding is not None:
             return float(self.params.padding)
         return 0.25 if self.params.method == "similarity" else 0.0
 
-    def warm_up(self) -> None:
-        self._get_engine()
+    def _tasks_engine(self, vision: Any, base_options: Any) -> Any:
+        options = vision.FaceLandmarkerOptions(
+            base_options=base_options,
+            running_mode=vision.RunningMode.IMAGE,
+            num_faces=3,
+            min_face_detection_confidence=self.params.min_confidence,
+        )
+        return vision.FaceLandmarker.create_from_options(options)
 
-    def _get_engine(self) -> Any:
-        if self._engine is None:
-            mp = import_mediapipe(self.name, self.params.model_path)
-            if self.params.model_path is not None:
-                from mediapipe.tasks.python import BaseOptions, vision
-
-                path = check_model_file(self.name, self.params.model_path, (".task",))
-                options = vision.FaceLandmarkerOptions(
-                    base_options=BaseOptions(model_asset_path=str(path)),
-                    running_mode=vision.RunningMode.IMAGE,
-                    num_faces=3,
-                    min_face_detection_confidence=self.params.min_confidence,
-                )
-                self._engine = ("tasks", vision.FaceLandmarker.create_from_options(options), mp)
-            else:
-                solution = mp.solutions.face_mesh.FaceMesh(
-                    static_image_mode=True,
-                    max_num_faces=3,
-                    refine_landmarks=False,
-                    min_detection_confidence=self.params.min_confidence,
-                )
-                self._engine = ("solutions", solution, mp)
-        return self._engine
+    def _solutions_engine(self, mp: Any) -> Any:
+        return mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=3,
+            refine_landmarks=False,
+            min_detection_confidence=self.params.min_confidence,
+        )
 
     def _run_mesh(self, crop: np.ndarray) -> list[np.ndarray]:
         """Normalised (468, 2) landmark arrays of every face the mesh finds in ``crop``."""

@@ -37,7 +37,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, get_args
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -51,17 +51,6 @@ if TYPE_CHECKING:  # pragma: no cover
 NAME = "efficientnetv2_arcface"
 
 #: timm EfficientNetV2 variants this embedder builds (all with pretrained=False)
-VARIANTS = (
-    "tf_efficientnetv2_b0",
-    "tf_efficientnetv2_b1",
-    "tf_efficientnetv2_b2",
-    "tf_efficientnetv2_b3",
-    "tf_efficientnetv2_s",
-    "tf_efficientnetv2_m",
-    "tf_efficientnetv2_l",
-    "efficientnetv2_rw_t",
-    "efficientnetv2_rw_s",
-)
 Variant = Literal[
     "tf_efficientnetv2_b0",
     "tf_efficientnetv2_b1",
@@ -73,6 +62,7 @@ Variant = Literal[
     "efficientnetv2_rw_t",
     "efficientnetv2_rw_s",
 ]
+VARIANTS: tuple[str, ...] = get_args(Variant)
 
 DEFAULT_VARIANT = "tf_efficientnetv2_b0"
 DEFAULT_DIM = 512

@@ -23,17 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from facekit.components import Embedder, Params, check_chips, TorchModel
+from facekit.components import check_chips, TorchModel
+from facekit.dlib_descriptor import DIM, INPUT_SIZE, DlibDescriptorEmbedder
 from facekit.errors import DependencyError, ModelFileError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-#: the name dlib.resnet and torch.dlib_resnet both give their embeddings (same network,
-#: same numbers), so descriptors from either backend compare with each other
-MODEL_NAME = "dlib_face_recognition_resnet_model_v1"
-INPUT_SIZE = 150
-DIM = 128
 #: chips per forward pass when embed() is handed a larger array
 MAX_BATCH = 64
 
@@ -153,18 +149,13 @@ def _inference_copy(module: Any, device: Any) -> Any:
     return fast.eval()
 
 
-class DlibResnetTorchEmbedder(Embedder):
+class DlibResnetTorchEmbedder(DlibDescriptorEmbedder):
     """dlib's 128-D face descriptor, computed by a PyTorch port of dlib's network."""
 
     name = "torch.dlib_resnet"
     description = "dlib's ResNet face descriptor in PyTorch (128-D, Euclidean, same below 0.6; batched, Grad-CAM ready)"
-    metric = "euclidean"
-    default_threshold = 0.6
-    input_size = INPUT_SIZE
-    dim = DIM
 
-    class Params(Params):
-        threshold: Optional[float] = Field(None, gt=0.0, description="same-person distance threshold (default 0.6)")
+    class Params(DlibDescriptorEmbedder.Params):
         device: Literal["auto", "cpu", "cuda"] = Field(
             "auto", description="where to run: auto (CUDA if available, else CPU), cpu or cuda"
         )
@@ -178,10 +169,6 @@ class DlibResnetTorchEmbedder(Embedder):
         self._fast: Any = None  # the same network prepared for inference: what embed() runs
         self._device: Any = None
         self._load_lock = threading.Lock()
-
-    @property
-    def model_name(self) -> str:
-        return MODEL_NAME
 
     # ------------------------------------------------------------------ loading
     def warm_up(self) -> None:

@@ -1,0 +1,36 @@
+"""What ``dlib.resnet`` (facekit-dlib) and ``torch.dlib_resnet`` (facekit-torch) share.
+
+Both compute dlib's face descriptor, ``dlib_face_recognition_resnet_model_v1``: 150x150
+chips in, 128-D descriptors out, Euclidean, same person below 0.6, under one model name
+so that descriptors from either backend compare with each other. Neither plugin depends
+on the other, so the common part lives here; it imports neither dlib nor torch.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import Field
+
+from facekit.components import Embedder, Params
+
+#: the model name both backends give their embeddings
+MODEL_NAME = "dlib_face_recognition_resnet_model_v1"
+INPUT_SIZE = 150
+DIM = 128
+
+
+class DlibDescriptorEmbedder(Embedder):
+    """Base of the embedders of dlib's face descriptor; a subclass computes it (``embed``)."""
+
+    metric = "euclidean"
+    default_threshold = 0.6
+    input_size = INPUT_SIZE
+    dim = DIM
+
+    class Params(Params):
+        threshold: Optional[float] = Field(None, gt=0.0, description="same-person distance threshold (default 0.6)")
+
+    @property
+    def model_name(self) -> str:
+        return MODEL_NAME
