@@ -5,11 +5,12 @@ Writes a few small PNGs to ``docs/_static/gallery/`` (shown by ``docs/gallery.rs
 ==========================  ===============================================================
 ``card_same.png``           ``facekit explain``'s comparison card: two photos of one person
 ``card_lookalikes.png``     the card for two different people often said to look alike
-``heatmap_methods.png``     one pair explained by Grad-CAM, Grad-CAM++, LayerCAM, occlusion
+``heatmap_methods.png``     one pair explained by HiResCAM, Grad-CAM, LayerCAM, occlusion
 ``meanfaces.png``           the two look-alike actors' mean faces, side by side
 ``detectors.png``           four detectors on one photo, incl. the example plugin's
 ``roc.png``                 ``facekit evaluate`` on LFW's development test pairs
 ``calibration.png``         the bundled ``lfw-dev`` calibration checked on those pairs
+``audit.png``               ``facekit audit`` of the default pipeline: East Asian people vs LFW
 ==========================  ===============================================================
 
 Each picture is reduced to at most 256 colours (and scaled down if needed) so that it
@@ -17,8 +18,9 @@ stays under 150 KB in the repository. Run from anywhere::
 
     python scripts/make_gallery.py [--faces ../shared/faces] [--cache /tmp/facekit-cache] [--only roc]
 
-The LFW evaluation embeds about 1,900 images the first time (several minutes on two CPU
-cores); with ``--cache`` a rerun takes seconds. Needs facekit with the facekit-dlib,
+The LFW evaluation embeds about 1,900 images the first time and the audit all 5,381 of
+lfw-dev and eastasian-lfw (several minutes on two CPU cores); with ``--cache`` a rerun
+takes seconds. Needs facekit with the facekit-dlib,
 facekit-torch and facekit-mediapipe plugins and the facekit-haar example installed.
 """
 
@@ -125,7 +127,7 @@ class Gallery:
 
         photos = self.faces / EXAMPLES
         a, b = self.default.align(photos / "obama.jpg")[0], self.default.align(photos / "biden.jpg")[0]
-        methods = [("gradcam", {"method": "gradcam"}, "Grad-CAM"), ("gradcam", {"method": "gradcam++"}, "Grad-CAM++"),
+        methods = [("gradcam", {"method": "hirescam"}, "HiResCAM (default)"), ("gradcam", {"method": "gradcam"}, "Grad-CAM"),
                    ("gradcam", {"method": "layercam"}, "LayerCAM"), ("occlusion", {}, "occlusion")]
         columns = []
         for explainer, params, title in methods:
@@ -256,6 +258,18 @@ class Gallery:
             )
             return png_to_array(path)
 
+    def audit(self) -> np.ndarray:
+        import tempfile
+
+        from facekit.populations import IdentitySet, audit, audit_figure
+
+        populations = [IdentitySet.from_folder(self.faces / "eastasian-lfw", "east-asian"),
+                       IdentitySet.from_folder(self.faces / "lfw-dev" / "images", "lfw-dev")]
+        report = audit(self.default, populations, cache=self.cache, progress=True)
+        print("  " + report.summary().replace("\n", "\n  "))
+        with tempfile.TemporaryDirectory() as tmp:
+            return png_to_array(audit_figure(report, Path(tmp) / "audit.png"))
+
 
 PICTURES: dict[str, Callable[[Gallery], np.ndarray]] = {
     "card_same": Gallery.card_same,
@@ -265,6 +279,7 @@ PICTURES: dict[str, Callable[[Gallery], np.ndarray]] = {
     "detectors": Gallery.detectors,
     "roc": Gallery.roc,
     "calibration": Gallery.calibration,
+    "audit": Gallery.audit,
 }
 
 
