@@ -103,7 +103,7 @@ def test_stage_sizes_and_cam_layer(model: dlib_resnet.DlibFaceResNet) -> None:
         for hook in hooks:
             hook.remove()
     assert seen == {info.name: (info.channels, info.size, info.size) for info in model.stage_info}
-    assert model.cam_layer is model.stage_by_size(17) is model.stages.res17
+    assert model.cam_layer is model.stage_by_size(35) is model.stages.res35
     assert seen["res17"] == (64, 17, 17)
     with pytest.raises(KeyError):
         model.stage_by_size(16)

