@@ -97,7 +97,7 @@ def test_torch_model_for_explainers(embedder: DlibResnetTorchEmbedder, chips: np
         output.norm().backward()  # gradients flow to the input (Grad-CAM needs them)
     finally:
         handle.remove()
-    assert seen["shape"] == (len(chips), 64, 17, 17)
+    assert seen["shape"] == (len(chips), 32, 35, 35)  # the 35x35 stage, chosen by bench_explain.py
     assert tensor.grad is not None and float(tensor.grad.abs().sum()) > 0
     np.testing.assert_allclose(output.detach().numpy(), embedder.embed(chips), atol=1e-4)
 
