@@ -30,9 +30,9 @@ Speed: the three methods whose map is a closed-form function of one layer's acti
 A and gradients G (Grad-CAM: channel-mean of G times A; HiResCAM: G * A; LayerCAM:
 max(G, 0) * A; each summed over channels) are computed here, with the same rectification
 and min-max scaling as pytorch-grad-cam (tests check they agree with it). Importing
-pytorch-grad-cam pulls in torchvision, scikit-learn, SciPy and matplotlib, about 7 s of a
-10-12 s ``facekit explain`` cold start on two CPU cores; the other methods, and
-``engine: pytorch-grad-cam``, go through the library.
+pytorch-grad-cam pulls in torchvision, scikit-learn, SciPy and matplotlib: 6.9 s of a
+12.6 s ``facekit explain`` cold start on two quiet CPU cores, which now takes 6-7 s. The
+other methods, ``eigen_smooth`` and ``engine: pytorch-grad-cam`` go through the library.
 
 Caveat: a plain centred blob scores 2.66x: on aligned chips the middle of the face carries
 most of the identity, and no map beats that prior by much (HiResCAM's maps correlate 0.63
@@ -243,7 +243,6 @@ class GradCamExplainer(Explainer):
             Heatmap(np.clip(_fit(m, face.chip.shape[:2]), 0.0, 1.0), face, label) for m, face in zip(maps, (a, b))
         )
 
-
     def _gradient_maps(self, module: torch.nn.Module, layer: torch.nn.Module, inputs: torch.Tensor,
                        targets: list[SimilarityTarget]) -> np.ndarray:
         """One map per input from ``layer``'s activations and their gradients, scaled to [0, 1]
@@ -260,8 +259,8 @@ class GradCamExplainer(Explainer):
             handle.remove()
         if len(captured) != 1 or not isinstance(captured[0], torch.Tensor) or captured[0].dim() != 4:
             raise ConfigError(
-                f"explainer.params.layer: the layer must run once per forward pass and output an (N, C, H, W) "
-                f"tensor; use engine: pytorch-grad-cam (with its reshape support) for other layers"
+                "explainer.params.layer: the layer must run once per forward pass and output an (N, C, H, W) "
+                "tensor; use engine: pytorch-grad-cam (with its reshape support) for other layers"
             )
         score = sum(target(output) for target, output in zip(targets, outputs))
         (grads,) = torch.autograd.grad(score, captured[0])
