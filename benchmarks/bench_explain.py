@@ -68,10 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def choose_pairs(pair_file: Path, count: int) -> list[tuple[str, str]]:
     from facekit.evaluation import read_pairs
 
-    same = [p for p in read_pairs(pair_file).pairs if p.same]
-    # spread evenly: consecutive lines are often the same person
-    picks = np.linspace(0, len(same) - 1, num=min(count, len(same))).round().astype(int)
-    return [(same[i].a, same[i].b) for i in picks]
+    return [(p.a, p.b) for p in read_pairs(pair_file).spread(count)]
 
 
 def main(argv: list[str] | None = None) -> int:

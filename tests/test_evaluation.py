@@ -217,6 +217,17 @@ def test_read_single_set_file(tmp_path: Path) -> None:
     assert [p.same for p in read_pairs(path, tmp_path, limit=1).pairs] == [True, False]
 
 
+def test_spread_picks_pairs_evenly_over_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.txt"
+    names = [f"P_{k}" for k in range(9)]
+    lines = [f"{n} 1 2" for n in names] + [f"{n} 1 {m} 1" for n, m in zip(names, names[1:] + names[:1])]
+    path.write_text("9\n" + "\n".join(lines) + "\n")
+    parsed = read_pairs(path, tmp_path)
+    assert [Path(p.a).parent.name for p in parsed.spread(3)] == ["P_0", "P_4", "P_8"]  # first, middle, last
+    assert all(p.same for p in parsed.spread(3)) and not any(p.same for p in parsed.spread(3, same=False))
+    assert len(parsed.spread(100)) == 9 and parsed.spread(0) == []
+
+
 def test_read_ten_fold_style_file(tmp_path: Path) -> None:
     path = tmp_path / "pairs.txt"
     path.write_text("2 1\nA 1 2\nA 1 B 1\nC 1 2\nC 1 D 2\n")

@@ -73,6 +73,16 @@ class PairFile:
         """Every image the pairs use, each once, in first-use order."""
         return list(dict.fromkeys(path for p in self.pairs for path in (p.a, p.b)))
 
+    def spread(self, count: int, same: bool = True) -> list[Pair]:
+        """``count`` same-person (or different-person) pairs picked evenly over the file.
+
+        Consecutive lines of an LFW file are often the same person, so an even spread gives
+        pairs of different people; fewer come back if the file has fewer.
+        """
+        chosen = [p for p in self.pairs if p.same == same]
+        picks = np.linspace(0, len(chosen) - 1, num=min(count, len(chosen))).round().astype(int)
+        return [chosen[i] for i in picks]
+
 
 def lfw_image_path(images_dir: PathLike, name: str, index: int) -> str:
     """``<images_dir>/Name/Name_0001.jpg``: where LFW keeps image ``index`` of ``name``."""

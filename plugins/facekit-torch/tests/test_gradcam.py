@@ -52,9 +52,8 @@ def _same_person_pairs(faces_dir: Path, pipeline: Pipeline, count: int) -> Pairs
     """``count`` same-person pairs from pairsDevTrain, spread over the file (different people)."""
     from facekit.evaluation import read_pairs
 
-    same = [p for p in read_pairs(faces_dir / "lfw-dev" / "pairsDevTrain.txt").pairs if p.same]
-    picks = np.linspace(0, len(same) - 1, count).round().astype(int)
-    return [(pipeline.align(same[i].a)[0], pipeline.align(same[i].b)[0]) for i in picks]
+    chosen = read_pairs(faces_dir / "lfw-dev" / "pairsDevTrain.txt").spread(count)
+    return [(pipeline.align(p.a)[0], pipeline.align(p.b)[0]) for p in chosen]
 
 
 @pytest.fixture(scope="module")
