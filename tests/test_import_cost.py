@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from facekit.testing import modules_imported_by as _modules_after
 
 HEAVY = ("torch", "dlib", "mediapipe", "cv2", "matplotlib", "tensorflow", "jax", "timm", "onnxruntime")
-
-
-def _modules_after(code: str) -> set[str]:
-    out = subprocess.run(
-        [sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
-        capture_output=True, text=True, check=True,
-    )
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def test_import_facekit_loads_no_heavy_library():

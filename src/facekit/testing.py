@@ -5,6 +5,9 @@ Fixtures (available once ``facekit`` is installed, through its ``pytest11`` entr
 * ``facekit_plugin``: ``facekit_plugin(obj)`` registers a plugin (module, class or object
   with hook functions) for one test and removes it afterwards.
 
+Import checks: :func:`modules_imported_by` runs code in a fresh interpreter and says
+which modules it loaded, to check that a plugin imports its heavy libraries lazily.
+
 Contract tests: subclass :class:`DetectorContract`, :class:`AlignerContract`,
 :class:`EmbedderContract`, :class:`ExplainerContract` or :class:`AggregatorContract` in
 your test module and provide a ``component`` fixture (and ``face_image``, an RGB array
@@ -14,6 +17,9 @@ must pass them.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -38,6 +44,14 @@ def facekit_plugin() -> Iterator[Callable[..., str]]:
     yield register
     for name in reversed(names):
         manager.unregister(name)
+
+
+def modules_imported_by(code: str) -> set[str]:
+    """Every module loaded after running ``code`` in a fresh Python interpreter (this one's
+    executable and environment); the code's own failures raise ``CalledProcessError``."""
+    listing = "\nimport sys as _sys, json as _json; print(_json.dumps(sorted(_sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code + listing], capture_output=True, text=True, check=True)
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def _check_params_forbid_unknown(component: Any) -> None:
