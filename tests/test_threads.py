@@ -84,3 +84,40 @@ def test_mixed_calls_from_threads(photos: list[Path], sequential: dict[str, np.n
     with ThreadPoolExecutor(THREADS) as pool:
         for future in [pool.submit(work, i) for i in range(THREADS)]:
             future.result()  # re-raises a thread's assertion error here
+
+
+def test_lazy_makes_its_value_once_across_threads_and_retries_after_a_failure() -> None:
+    import time
+
+    from facekit.components import Lazy
+
+    calls: list[int] = []
+
+    def make() -> object:
+        calls.append(1)
+        time.sleep(0.05)  # long enough for every thread to arrive while the first is making it
+        return object()
+
+    lazy = Lazy(make)
+    barrier = threading.Barrier(6)
+
+    def get() -> object:
+        barrier.wait()
+        return lazy.get()
+
+    with ThreadPoolExecutor(6) as pool:
+        values = list(pool.map(lambda _: get(), range(6)))
+    assert len(calls) == 1 and all(v is values[0] for v in values)
+
+    attempts: list[int] = []
+
+    def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("first try fails")
+        return "ok"
+
+    retrying = Lazy(flaky)
+    with pytest.raises(OSError):
+        retrying.get()
+    assert retrying.get() == "ok" and retrying.get() == "ok" and len(attempts) == 2

@@ -11,7 +11,8 @@ Subclass one of :class:`Detector`, :class:`Aligner`, :class:`Embedder`,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Optional, Sequence
+import threading
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Literal, NamedTuple, Optional, Sequence, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -99,6 +100,32 @@ class Aligner(Component):
 
     def align_many(self, image: Image, faces: Sequence[Face]) -> list[AlignedFace]:
         return [self.align(image, face) for face in faces]
+
+
+T = TypeVar("T")
+
+
+class Lazy(Generic[T]):
+    """A value made on first use, once, even when several threads ask for it at once.
+
+    For a component's weights: ``self._model = Lazy(self._load)`` in ``__init__`` (cheap),
+    then ``self._model.get()`` wherever the model is needed, and in ``warm_up``. If making
+    it raises, nothing is kept and the next ``get()`` tries again.
+    """
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._value: Optional[T] = None
+        self._made = False
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        if not self._made:
+            with self._lock:
+                if not self._made:
+                    self._value = self._make()
+                    self._made = True
+        return self._value  # type: ignore[return-value]
 
 
 class TorchModel(NamedTuple):

@@ -9,13 +9,12 @@ upright frontal faces only, and gives boxes without landmarks.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, Literal, Optional
 
 import numpy as np
 from pydantic import Field
 
-from facekit.components import Detector, Params
+from facekit.components import Detector, Lazy, Params
 from facekit.errors import ModelFileError
 from facekit.types import Face
 
@@ -57,23 +56,15 @@ class HaarFaceDetector(Detector):
 
     def __init__(self, params: Any = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)  # validates params; must stay cheap
-        self._classifier: Any = None
-        self._load_lock = threading.Lock()
+        self._classifier = Lazy(lambda: load_cascade(self.params.cascade))  # loads on first use
 
     def warm_up(self) -> None:
-        self._get_classifier()
-
-    def _get_classifier(self) -> Any:
-        if self._classifier is None:
-            with self._load_lock:
-                if self._classifier is None:
-                    self._classifier = load_cascade(self.params.cascade)
-        return self._classifier
+        self._classifier.get()
 
     def detect(self, image: np.ndarray) -> list[Face]:
         import cv2
 
-        classifier = self._get_classifier()
+        classifier = self._classifier.get()
         gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         scale = 1.0
         longest = max(gray.shape)

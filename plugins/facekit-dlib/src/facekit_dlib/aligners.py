@@ -21,13 +21,12 @@ landmarks in source pixels.
 
 from __future__ import annotations
 
-import threading
 from typing import Any, ClassVar, Literal, Optional, Sequence
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from facekit.components import Aligner, Params
+from facekit.components import Aligner, Lazy, Params
 from facekit.types import AlignedFace, Face, Landmarks, apply_affine
 
 from facekit_dlib._models import SHAPE_PREDICTOR_5, SHAPE_PREDICTOR_68, import_dlib, load_model
@@ -90,28 +89,20 @@ class _DlibChipAligner(Aligner):
 
     def __init__(self, params: Any = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
-        self._predictor: Any = None
-        self._load_lock = threading.Lock()
+        # A shape predictor is only read when used, so one instance serves every aligner.
+        self._predictor = Lazy(
+            lambda: load_model("shape predictor", self.model_file, lambda dlib, path: dlib.shape_predictor(path))
+        )
 
     def warm_up(self) -> None:
-        self._get_predictor()
-
-    def _get_predictor(self) -> Any:
-        if self._predictor is None:
-            with self._load_lock:
-                if self._predictor is None:
-                    # A shape predictor is only read when used, so one instance serves every aligner.
-                    self._predictor = load_model(
-                        "shape predictor", self.model_file, lambda dlib, path: dlib.shape_predictor(path)
-                    )
-        return self._predictor
+        self._predictor.get()
 
     def landmarks(self, image: np.ndarray, face: Face) -> Landmarks:
         """This aligner's landmarks for ``face``, in source pixels (reused if the face has them)."""
         if face.landmarks is not None and face.landmarks.scheme == self.scheme:
             return face.landmarks
         dlib = import_dlib()
-        shape = self._get_predictor()(as_rgb(image), box_to_rect(dlib, face.box))
+        shape = self._predictor.get()(as_rgb(image), box_to_rect(dlib, face.box))
         points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
         return Landmarks(points, self.scheme)
 

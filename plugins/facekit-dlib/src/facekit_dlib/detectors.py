@@ -14,13 +14,12 @@ landmarks, such as ``dlib.chip5``. Both share three speed/recall parameters:
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Optional
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from facekit.components import Detector, Params
+from facekit.components import Detector, Lazy, Params
 from facekit.types import Face
 
 from facekit_dlib._models import MMOD_DETECTOR, import_dlib, load_model
@@ -53,18 +52,10 @@ class _DlibDetector(Detector):
 
     def __init__(self, params: Any = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
-        self._model: Any = None
-        self._load_lock = threading.Lock()
+        self._model = Lazy(self._load)
 
     def warm_up(self) -> None:
-        self._get_model()
-
-    def _get_model(self) -> Any:
-        if self._model is None:
-            with self._load_lock:
-                if self._model is None:
-                    self._model = self._load()
-        return self._model
+        self._model.get()
 
     def _load(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -99,7 +90,7 @@ class HogDetector(_DlibDetector):
         return dlib.get_frontal_face_detector()
 
     def _run(self, image: np.ndarray, upsample: int) -> list[tuple[Any, float]]:
-        detector = self._get_model()
+        detector = self._model.get()
         rects, scores, _poses = detector.run(image, upsample, self.params.adjust_threshold)
         return list(zip(rects, (float(s) for s in scores)))
 
@@ -121,7 +112,7 @@ class CnnDetector(_DlibDetector):
         )
 
     def _run(self, image: np.ndarray, upsample: int) -> list[tuple[Any, float]]:
-        detector = self._get_model()
+        detector = self._model.get()
         return [
             (found.rect, float(found.confidence))
             for found in detector(image, upsample)

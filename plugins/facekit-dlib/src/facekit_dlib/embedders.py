@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from facekit.components import check_chips
+from facekit.components import Lazy, check_chips
 from facekit.dlib_descriptor import DIM, INPUT_SIZE, DlibDescriptorEmbedder
 from facekit_dlib._models import FACE_RESNET, load_model
 
@@ -33,30 +33,20 @@ class DlibResnetEmbedder(DlibDescriptorEmbedder):
 
     def __init__(self, params: Any = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
-        self._model: Any = None
+        # dlib's network keeps its activations in itself: one per embedder, used under a lock.
+        self._model = Lazy(lambda: load_model(
+            "face ResNet", FACE_RESNET, lambda dlib, path: dlib.face_recognition_model_v1(path), shared=False
+        ))
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
-        self._get_model()
-
-    def _get_model(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    # dlib's network keeps its activations in itself: one per embedder, used under a lock.
-                    self._model = load_model(
-                        "face ResNet",
-                        FACE_RESNET,
-                        lambda dlib, path: dlib.face_recognition_model_v1(path),
-                        shared=False,
-                    )
-        return self._model
+        self._model.get()
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         batch = check_chips(chips, INPUT_SIZE)
         if len(batch) == 0:
             return np.zeros((0, DIM), dtype=np.float32)
-        model = self._get_model()
+        model = self._model.get()
         images = [np.ascontiguousarray(chip) for chip in batch]
         with self._lock:
             vectors = model.compute_face_descriptor(images, self.params.num_jitters)

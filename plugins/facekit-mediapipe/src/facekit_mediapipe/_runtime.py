@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar, Optional
 
-from facekit.components import Component
+from facekit.components import Component, Lazy
 from facekit.errors import DependencyError, ModelFileError
 
 #: the MediaPipe release whose wheel bundles the face models this plugin uses
@@ -110,22 +110,19 @@ class LazyEngine(Component):
 
     def __init__(self, params: Any = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
-        self._engine: Any = None
+        self._engine = Lazy(self._make_engine)
 
     def warm_up(self) -> None:
-        self._get_engine()
+        self._engine.get()
 
-    def _get_engine(self) -> Any:
-        if self._engine is None:
-            mp = import_mediapipe(self.name, self.params.model_path)
-            if self.params.model_path is not None:
-                from mediapipe.tasks.python import BaseOptions, vision
+    def _make_engine(self) -> tuple[str, Any, ModuleType]:
+        mp = import_mediapipe(self.name, self.params.model_path)
+        if self.params.model_path is not None:
+            from mediapipe.tasks.python import BaseOptions, vision
 
-                path = check_model_file(self.name, self.params.model_path, (self.model_suffix,))
-                self._engine = ("tasks", self._tasks_engine(vision, BaseOptions(model_asset_path=str(path))), mp)
-            else:
-                self._engine = ("solutions", self._solutions_engine(mp), mp)
-        return self._engine
+            path = check_model_file(self.name, self.params.model_path, (self.model_suffix,))
+            return ("tasks", self._tasks_engine(vision, BaseOptions(model_asset_path=str(path))), mp)
+        return ("solutions", self._solutions_engine(mp), mp)
 
     def _tasks_engine(self, vision: Any, base_options: Any) -> Any:  # pragma: no cover - abstract
         """The engine built by ``mediapipe.tasks.python.vision`` from the user's model file."""

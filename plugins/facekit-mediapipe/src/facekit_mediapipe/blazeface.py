@@ -64,7 +64,7 @@ class BlazeFaceDetector(LazyEngine, Detector):
     def detect(self, image: Image) -> list[Face]:
         image = _checked(image, self.name)
         height, width = image.shape[:2]
-        kind, engine, mp = self._get_engine()
+        kind, engine, mp = self._engine.get()
         faces: list[Face] = []
         if kind == "tasks":
             result = engine.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=image))

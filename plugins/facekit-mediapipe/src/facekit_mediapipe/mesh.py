@@ -192,7 +192,7 @@ class FaceMeshAligner(LazyEngine, Aligner):
 
     def _run_mesh(self, crop: np.ndarray) -> list[np.ndarray]:
         """Normalised (468, 2) landmark arrays of every face the mesh finds in ``crop``."""
-        kind, engine, mp = self._get_engine()
+        kind, engine, mp = self._engine.get()
         if kind == "tasks":
             result = engine.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(crop)))
             faces = result.face_landmarks
