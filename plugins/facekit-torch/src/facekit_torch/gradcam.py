@@ -219,12 +219,12 @@ class GradCamExplainer(Explainer):
         with torch.inference_mode(False), torch.enable_grad():
             inputs = model.to_tensor(np.stack([a.chip, b.chip]))
             inputs = inputs.detach().clone().requires_grad_(True)  # activations need grad even if weights do not
-            with torch.no_grad():
-                vectors = model.module(inputs).detach()
-            targets = [SimilarityTarget(vectors[1], embedder.metric), SimilarityTarget(vectors[0], embedder.metric)]
             if cam_class is None:
-                maps = self._gradient_maps(model.module, layer, inputs, targets)
+                maps = self._gradient_maps(model.module, layer, inputs, embedder.metric)
             else:
+                with torch.no_grad():
+                    vectors = model.module(inputs).detach()
+                targets = [SimilarityTarget(vectors[1], embedder.metric), SimilarityTarget(vectors[0], embedder.metric)]
                 cam = cam_class(model=model.module, target_layers=[layer])
                 try:
                     # ScoreCAM draws tqdm bars on stderr; keep command-line output clean
@@ -244,10 +244,12 @@ class GradCamExplainer(Explainer):
         )
 
     def _gradient_maps(self, module: torch.nn.Module, layer: torch.nn.Module, inputs: torch.Tensor,
-                       targets: list[SimilarityTarget]) -> np.ndarray:
-        """One map per input from ``layer``'s activations and their gradients, scaled to [0, 1]
-        at the input's size (rectified, min-max scaled, resized, rectified and scaled again:
-        pytorch-grad-cam's order, so the maps match the library's)."""
+                       metric: str) -> np.ndarray:
+        """The maps of a pair (``inputs`` holds A and B) from ``layer``'s activations and their
+        gradients, in one forward and one backward pass: each face's target is its similarity
+        to the other's (detached) embedding. Scaled to [0, 1] at the input's size (rectified,
+        min-max scaled, resized, rectified and scaled again: pytorch-grad-cam's order, so the
+        maps match the library's)."""
         import cv2
         import torch
 
@@ -262,6 +264,8 @@ class GradCamExplainer(Explainer):
                 "explainer.params.layer: the layer must run once per forward pass and output an (N, C, H, W) "
                 "tensor; use engine: pytorch-grad-cam (with its reshape support) for other layers"
             )
+        fixed = outputs.detach()
+        targets = (SimilarityTarget(fixed[1], metric), SimilarityTarget(fixed[0], metric))
         score = sum(target(output) for target, output in zip(targets, outputs))
         (grads,) = torch.autograd.grad(score, captured[0])
         acts = captured[0].detach().float().cpu().numpy()
