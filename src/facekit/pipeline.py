@@ -269,11 +269,14 @@ class Pipeline:
             return [image]
         where = describe_source(image)
         pixels = self.read(image)
-        chosen = self.select(self._detect_pixels(pixels), pixels.shape, where)
+        detected = self._detect_pixels(pixels)
+        chosen = self.select(detected, pixels.shape, where)
         with self._use("aligner"):
             aligned = self.aligner.align_many(pixels, chosen)
         source = where if isinstance(image, (str, os.PathLike)) else None
-        return [_with_source(a, source) for a in aligned]
+        # which detected face each chip is (0 = the largest), so results can say which face was used
+        indices = [next(i for i, d in enumerate(detected) if d is f) for f in chosen]
+        return [_with_source(a, source, index, len(detected)) for a, index in zip(aligned, indices)]
 
     def embed_chips(self, faces: Sequence[AlignedFace]) -> list[Embedding]:
         """Embed chips already aligned, in batches."""
@@ -409,6 +412,7 @@ class Pipeline:
             profile=profile,
             pipeline=self.name,
             faces=faces,
+            multi_face=self.config.multi_face,
         )
 
     def _embeddings_of(self, item: Input) -> list[Embedding]:
@@ -510,10 +514,11 @@ def _is_single(images: Any) -> bool:
     )
 
 
-def _with_source(face: AlignedFace, source: Optional[str]) -> AlignedFace:
-    if source is None or face.source == source:
-        return face
-    return AlignedFace(face.chip, face.transform, face.face, face.aligner, face.landmarks, source)
+def _with_source(face: AlignedFace, source: Optional[str], face_index: int, faces_found: int) -> AlignedFace:
+    from dataclasses import replace
+
+    return replace(face, source=source if source is not None else face.source, face_index=face_index,
+                   faces_found=faces_found)
 
 
 def _progress(items: Sequence[Any], progress: Optional[bool], what: str, name: str) -> Iterator[Any]:

@@ -9,12 +9,21 @@ Two metrics are in use:
 
 The *percentage* shown to people is FACE01's mapping of a cosine similarity,
 ``round(-23.71 c^2 + 49.98 c + 73.69, 2)``: monotonic on [-1, 1], 90 % at c = 0.4036,
-about the model's threshold. It is a presentation of the score, not a probability.
-For Euclidean models facekit first maps the distance linearly onto a cosine-like
-value so that the model's own threshold lands on FACE01's 90 % point
-(``c = 1 - (1 - 0.4036) * d / threshold``), then applies the same formula: for both
-kinds, ">= 90 %" means "same person by the model's own threshold". A calibrated
-probability is a different number (see :mod:`facekit.calibration`).
+about FACE01's model threshold. facekit puts every score on that scale through the
+model's own threshold, so that the percentage can never contradict the verdict:
+
+* cosine: the similarity is mapped piecewise-linearly onto FACE01's axis, [-1, t] onto
+  [-1, 0.4036] and [t, 1] onto [0.4036, 1], where t is the threshold. With t = 0.4036
+  this is the identity, and the percentage is FACE01's own number.
+* euclidean: the distance is mapped linearly, ``c = 1 - (1 - 0.4036) * d / t``, so the
+  threshold lands on 0.4036 and a distance of 0 on 1.
+
+Then FACE01's formula applies, and the result is held on the verdict's side of 90 %:
+at least 90.00 for "same person", at most 89.99 for "different people" (so rounding
+never crosses the line; a distance exactly at a Euclidean threshold is "different",
+89.99 %). ">= 90 %" therefore always means "same person by the pipeline's threshold".
+It is a presentation of the score, not a probability: a calibrated probability is a
+different number (see :mod:`facekit.calibration`).
 """
 
 from __future__ import annotations
@@ -31,15 +40,31 @@ def face01_percentage(cos: float) -> float:
     return round(-23.71 * c * c + 49.98 * c + 73.69, 2)
 
 
-def percentage(score: float, metric: str, threshold: float) -> float:
-    """The FACE01-style percentage of a score in ``metric`` (see module docs)."""
+def face01_axis(score: float, metric: str, threshold: float) -> float:
+    """``score`` as a cosine-like value on FACE01's axis, with ``threshold`` at 0.4036."""
+    value = float(score)
     if metric == "cosine":
-        return face01_percentage(score)
+        if not -1.0 < threshold <= 1.0:
+            raise ValueError(f"a cosine threshold must be in (-1, 1], got {threshold!r}")
+        value = min(max(value, -1.0), 1.0)
+        if value >= threshold:
+            span = 1.0 - threshold
+            return 1.0 if span <= 0 else FACE01_COS_AT_90 + (value - threshold) * (1.0 - FACE01_COS_AT_90) / span
+        return -1.0 + (value + 1.0) * (FACE01_COS_AT_90 + 1.0) / (threshold + 1.0)
     if metric == "euclidean":
         if threshold <= 0:
-            raise ValueError("threshold must be positive for a Euclidean metric")
-        return face01_percentage(1.0 - (1.0 - FACE01_COS_AT_90) * float(score) / threshold)
+            raise ValueError(f"a Euclidean threshold must be positive, got {threshold!r}")
+        return 1.0 - (1.0 - FACE01_COS_AT_90) * max(value, 0.0) / threshold
     raise ValueError(f"unknown metric {metric!r}")
+
+
+def percentage(score: float, metric: str, threshold: float) -> float:
+    """The FACE01-scale percentage of a score in ``metric``: 90 % at ``threshold``, monotonic,
+    and never on the other side of 90 % from the verdict (see the module docs)."""
+    value = face01_percentage(face01_axis(score, metric, threshold))
+    if is_same(score, metric, threshold):
+        return max(value, 90.0)
+    return min(value, 89.99)
 
 
 def score(a: np.ndarray, b: np.ndarray, metric: str) -> float:

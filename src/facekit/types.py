@@ -166,6 +166,10 @@ class AlignedFace(_Result):
     aligner: str = ""
     landmarks: Optional[Landmarks] = None  # in chip coordinates, when the aligner knows them
     source: Optional[str] = None  # where the image came from, for reports
+    #: which of the image's detected faces this is (0 = the largest) and how many were found;
+    #: set by :meth:`facekit.pipeline.Pipeline.align`, None when unknown
+    face_index: Optional[int] = None
+    faces_found: Optional[int] = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -182,6 +186,17 @@ class AlignedFace(_Result):
             "face": self.face.to_dict(),
             "aligner": self.aligner,
             "source": self.source,
+            "face_index": self.face_index,
+            "faces_found": self.faces_found,
+        }
+
+    def used_face(self) -> dict[str, Any]:
+        """Which face of its image this is: source, box, index (0 = largest) and faces found."""
+        return {
+            "source": self.source,
+            "box": [round(float(v), 1) for v in self.face.box],
+            "face_index": self.face_index,
+            "faces_found": self.faces_found,
         }
 
     def _summary(self) -> list[tuple[str, str]]:
@@ -232,6 +247,8 @@ class Comparison(_Result):
     profile: Optional[str] = None
     pipeline: Optional[str] = None
     faces: tuple[Optional[AlignedFace], Optional[AlignedFace]] = field(default=(None, None), repr=False, compare=False)
+    #: the pipeline's multi-face policy, which chose the face compared in each image
+    multi_face: Optional[str] = None
 
     @property
     def verdict(self) -> str:
@@ -252,6 +269,8 @@ class Comparison(_Result):
             "probability": None if self.probability is None else float(self.probability),
             "impostor_percentile": None if self.impostor_percentile is None else float(self.impostor_percentile),
             "sources": [f.source if f is not None else None for f in self.faces],
+            "multi_face": self.multi_face,
+            "faces": [f.used_face() if f is not None else None for f in self.faces],
         }
         return out
 
@@ -269,13 +288,58 @@ class Comparison(_Result):
             rows.append(
                 ("more similar than", f"{_bounded_percent(self.impostor_percentile, 2)} of pairs of different people")
             )
+        rows += self._face_rows()
         rows += [("model", self.model), ("pipeline", str(self.pipeline))]
         if self.profile:
             rows.append(("profile", self.profile))
         return rows
 
+    def _face_rows(self) -> list[tuple[str, str]]:
+        """One row per image: the face compared, its box, and how many faces the image had."""
+        rows = []
+        for label, face in zip("AB", self.faces):
+            if face is None or face.faces_found is None:
+                continue
+            x0, y0, x1, y1 = face.face.box
+            box = f"box x {x0:.0f}-{x1:.0f}, y {y0:.0f}-{y1:.0f}"
+            if face.faces_found == 1:
+                text = f"1 face found, {box}"
+            else:
+                rank = "largest" if face.face_index == 0 else f"no. {(face.face_index or 0) + 1} by size"
+                why = "the most similar pair" if self.multi_face == "all" else f"multi_face: {self.multi_face}"
+                text = f"{face.faces_found} faces found; compared the {rank} ({why}), {box}"
+            rows.append((f"face {label}", text))
+        return rows
+
+    def warnings(self) -> list[str]:
+        """Plain-language notes a reader should not miss (e.g. a photo with several faces)."""
+        notes = []
+        for label, face in zip("AB", self.faces):
+            if face is not None and (face.faces_found or 0) > 1:
+                where = face.source or f"image {label}"
+                notes.append(f"{where} has {face.faces_found} faces; only one of them was compared "
+                             f"(multi_face: {self.multi_face}); crop the photo to choose another")
+        return notes
+
     def _html_images(self) -> list[np.ndarray]:
         return [f.chip for f in self.faces if f is not None]
+
+    def _repr_html_(self) -> str:
+        """The verdict in the card's colours, the two chips and the table, with inline CSS only."""
+        accent = "#1a7f37" if self.same else "#c62828"
+        verdict = (f"<div style='display:inline-block;background:{accent};color:white;font-weight:bold;"
+                   f"font-size:1.3em;padding:4px 14px;border-radius:8px'>{html.escape(self.verdict.upper())}</div>")
+        pics = "".join(
+            f"<img src='{_png_data_uri(img)}' style='height:150px;margin:2px;border:1px solid #bbb'/>"
+            for img in self._html_images()
+        )
+        rows = "".join(
+            f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+            f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+            for k, v in self._summary()
+        )
+        notes = "".join(f"<div style='color:#9a6700'>&#9888; {html.escape(n)}</div>" for n in self.warnings())
+        return f"<div>{verdict}<div style='margin:6px 0'>{pics}</div>{notes}<table>{rows}</table></div>"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,17 @@ def load_pipeline(spec: str, **overrides: Any) -> Any:
     return Pipeline.load(spec)
 
 
+def refuse_urls(*paths: str) -> None:
+    """A URL is not a file: say so, instead of "no such file"."""
+    from facekit.errors import ImageError
+
+    for path in paths:
+        scheme = str(path).split("://", 1)[0].lower() if "://" in str(path) else ""
+        if scheme and scheme.isalpha():
+            raise ImageError(f"{path}: facekit reads local files, not URLs; download the image first "
+                             "(e.g. `curl -O URL`) and pass the file's path")
+
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
 
 
@@ -43,6 +54,7 @@ def expand_image_paths(paths: Any) -> list[str]:
 
     from facekit.errors import ImageError
 
+    refuse_urls(*paths)
     out: list[str] = []
     for raw in paths:
         path = Path(raw)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from facekit.cli import pipeline_option
-from facekit.cli.common import handle_errors, load_pipeline
+from facekit.cli.common import handle_errors, load_pipeline, refuse_urls
 
 
 @click.command("compare")
@@ -15,6 +15,14 @@ from facekit.cli.common import handle_errors, load_pipeline
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @handle_errors
 def compare_command(image_a: str, image_b: str, pipeline: str, as_json: bool) -> None:
-    """Are the faces in IMAGE_A and IMAGE_B the same person?"""
+    """Are the faces in IMAGE_A and IMAGE_B the same person?
+
+    The result says which face of each photo was compared (its box, and how many faces
+    the photo had): with several faces the pipeline's multi_face policy picks one
+    (`largest` in the bundled pipelines).
+    """
+    refuse_urls(image_a, image_b)
     result = load_pipeline(pipeline).compare(image_a, image_b)
     click.echo(result.to_json(indent=2) if as_json else str(result))
+    for note in result.warnings():
+        click.echo(f"note: {note}", err=True)

@@ -22,7 +22,7 @@ CHUNK_BATCHES = 4
 @click.command("embed")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="output file: .npz (arrays `sources`, `vectors`) or .json")
+              help="output file: .npz (arrays `sources`, `vectors`, `boxes`, `face_indices`, `faces_found`) or .json")
 @pipeline_option
 @click.option("--cache", type=click.Path(file_okay=False), default=None,
               help="directory to keep per-image results in; a rerun resumes from it")
@@ -45,7 +45,7 @@ def embed_command(paths: tuple[str, ...], output: str, pipeline: str, cache: Opt
         store = EmbeddingCache(cache, built.to_yaml())
     previous_sigterm = _sigterm_as_interrupt()
     try:
-        sources, vectors, failures = _embed_streaming(built, files, store, progress)
+        sources, vectors, failures, faces = _embed_streaming(built, files, store, progress)
     except KeyboardInterrupt:
         if store is not None:
             click.echo(f"the results computed before the interruption are kept in {cache}; "
@@ -58,7 +58,8 @@ def embed_command(paths: tuple[str, ...], output: str, pipeline: str, cache: Opt
     if out.suffix == ".json":
         atomic_write_text(out, json.dumps({
             "pipeline": built.name, "model": built.embedder.model_name, "metric": built.embedder.metric,
-            "embeddings": [{"source": s, "vector": v.tolist()} for s, v in zip(sources, vectors)],
+            "multi_face": built.config.multi_face,
+            "embeddings": [{"source": s, **f, "vector": v.tolist()} for s, f, v in zip(sources, faces, vectors)],
             "failures": failures,
         }))
     else:
@@ -69,11 +70,16 @@ def embed_command(paths: tuple[str, ...], output: str, pipeline: str, cache: Opt
             with open(tmp, "wb") as handle:
                 np.savez(handle, sources=np.array(sources, dtype=str), vectors=vectors,
                          model=np.array(built.embedder.model_name), metric=np.array(built.embedder.metric),
+                         **_face_arrays(faces),
                          failed_sources=np.array([f["source"] for f in failures], dtype=str),
                          failed_errors=np.array([f["error"] for f in failures], dtype=str))
         atomic_write(out, write)
     cached = f" ({store.hits} read from the cache)" if store is not None else ""
     click.echo(f"{len(sources)} embedding(s) from {len(files)} file(s){cached} written to {out}")
+    crowded = len({s for s, f in zip(sources, faces) if (f["faces_found"] or 0) > 1})
+    if crowded:
+        click.echo(f"note: {crowded} file(s) had more than one face; multi_face: {built.config.multi_face} chose "
+                   "which to embed (see `faces_found` and `boxes` in the output)", err=True)
     if failures:
         click.echo(f"{len(failures)} file(s) skipped:", err=True)
     for failure in failures:
@@ -81,14 +87,16 @@ def embed_command(paths: tuple[str, ...], output: str, pipeline: str, cache: Opt
         click.echo(f"skipped {error}" if error.startswith(source) else f"skipped {source}: {error}", err=True)
 
 
-def _embed_streaming(built: Any, files: list[str], store: Any, progress: bool) -> tuple[list[str], np.ndarray, list[dict[str, str]]]:
-    """Embed ``files`` chunk by chunk, keeping only sources, vectors and failures."""
+def _embed_streaming(built: Any, files: list[str], store: Any,
+                     progress: bool) -> tuple[list[str], np.ndarray, list[dict[str, str]], list[dict[str, Any]]]:
+    """Embed ``files`` chunk by chunk, keeping only sources, vectors, failures and which face each vector is."""
     from tqdm.auto import tqdm
 
     chunk = max(1, built.config.batch_size * CHUNK_BATCHES)
     sources: list[str] = []
     vectors: list[np.ndarray] = []
     failures: list[dict[str, str]] = []
+    faces: list[dict[str, Any]] = []
     with tqdm(total=len(files), desc=f"embedding ({built.name})", unit="img", disable=not progress,
               dynamic_ncols=True) as bar:
         for start in range(0, len(files), chunk):
@@ -96,10 +104,29 @@ def _embed_streaming(built: Any, files: list[str], store: Any, progress: bool) -
             batch = built.embed(part, on_error="skip", progress=False, cache=store)
             sources.extend(e.source or "" for e in batch)
             vectors.extend(np.asarray(e.vector, dtype=np.float32) for e in batch)
+            faces.extend(_used_face(e) for e in batch)
             failures.extend({"source": s, "error": m} for s, m in batch.failures)
             bar.update(len(part))
     stacked = np.stack(vectors) if vectors else np.zeros((0, built.embedder.dim), np.float32)
-    return sources, stacked, failures
+    return sources, stacked, failures, faces
+
+
+def _used_face(embedding: Any) -> dict[str, Any]:
+    """Box (x0, y0, x1, y1), index among the image's faces (0 = largest) and faces found;
+    None for an embedding read from the cache, which keeps vectors only."""
+    face = embedding.face
+    if face is None:
+        return {"box": None, "face_index": None, "faces_found": None}
+    used = face.used_face()
+    return {key: used[key] for key in ("box", "face_index", "faces_found")}
+
+
+def _face_arrays(faces: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The npz form of :func:`_used_face`: NaN boxes and -1 counts where unknown."""
+    boxes = np.array([f["box"] if f["box"] is not None else [np.nan] * 4 for f in faces], np.float32).reshape(-1, 4)
+    index = np.array([-1 if f["face_index"] is None else f["face_index"] for f in faces], np.int32)
+    found = np.array([-1 if f["faces_found"] is None else f["faces_found"] for f in faces], np.int32)
+    return {"boxes": boxes, "face_indices": index, "faces_found": found}
 
 
 def _sigterm_as_interrupt() -> Any:
