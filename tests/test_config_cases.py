@@ -122,7 +122,9 @@ def test_good_pipeline_passes_check(runner: CliRunner, tmp_path: Path) -> None:
 def test_unknown_bundled_name(runner: CliRunner) -> None:
     result = runner.invoke(main, ["check", "defualt"])
     assert result.exit_code == 2
-    assert "no bundled pipeline named 'defualt'" in result.stderr and "did you mean 'default'" in result.stderr
+    # one message, not two glued together (issue 17)
+    assert "unknown pipeline 'defualt'; did you mean 'default'?" in result.stderr
+    assert result.stderr.count("defualt") == 1
 
 
 def test_plugin_switched_off_is_reported_as_not_installed(runner: CliRunner, tmp_path: Path,

@@ -112,28 +112,86 @@ def format_location(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
-def validation_message(error: ValidationError, prefix: tuple[Any, ...] = (), where: str = "") -> str:
+def validation_message(error: ValidationError, prefix: tuple[Any, ...] = (), where: str = "",
+                       model: Optional[type[BaseModel]] = None) -> str:
     """One readable message for every problem pydantic found."""
+    return problems_message(problem_lines(error, prefix, model), where)
+
+
+def problems_message(problems: list[str], where: str = "") -> str:
+    """The one format of every pipeline problem: a head line, then one ``path: problem`` line each."""
+    head = f"invalid pipeline{f' in {where}' if where else ''}"
+    count = f" ({len(problems)} problems)" if len(problems) > 1 else ""
+    return head + count + ":\n  " + "\n  ".join(problems)
+
+
+def config_error(problems: list[str], where: str = "") -> ConfigError:
+    """A :class:`ConfigError` listing every problem; ``.problems`` holds them one by one."""
+    error = ConfigError(problems_message(problems, where))
+    error.problems = list(problems)  # type: ignore[attr-defined]
+    return error
+
+
+def problem_lines(error: ValidationError, prefix: tuple[Any, ...] = (),
+                  model: Optional[type[BaseModel]] = None) -> list[str]:
+    """Each problem pydantic found as ``path: what is wrong`` (with a did-you-mean and the choices)."""
+    import difflib
+    import re
+
+    model = model or getattr(error, "_facekit_model", None)
     lines = []
     for err in error.errors():
         loc = tuple(x for x in err["loc"] if x not in ("function-before", "function-after"))
         path = format_location(prefix + loc)
-        problem = err["msg"]
-        if err["type"] == "extra_forbidden":
-            problem = "unknown key"
-            lines.append(f"{path}: {problem}{_did_you_mean_key(error, err, loc)}")
-            continue
         value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown key{_did_you_mean_key(model, loc)}")
+            continue
+        if err["type"] == "literal_error":
+            choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            lines.append(f"{path}: {value!r} is not a choice{hint} Choices: {', '.join(choices)}.")
+            continue
         shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
-        lines.append(f"{path}: {problem}{shown}")
-    head = f"invalid pipeline{f' in {where}' if where else ''}"
-    return head + ":\n  " + "\n  ".join(lines)
+        lines.append(f"{path}: {err['msg']}{shown}")
+    return lines
 
 
-def _did_you_mean_key(error: ValidationError, err: dict[str, Any], loc: tuple[Any, ...]) -> str:
+def stage_problems(data: Any, registry: Any) -> list[str]:
+    """Unknown component names and bad parameters in every stage of a (raw) pipeline description.
+
+    Stages whose shape is wrong are left to the structure check; this one reads what it can,
+    so that a YAML with several mistakes gets them all in one message.
+    """
+    from facekit.plugins import unknown_name_message
+
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        return problems
+    for field_name, kind in STAGE_KINDS.items():
+        raw = data.get(field_name)
+        if isinstance(raw, str):
+            name, params = raw, {}
+        elif isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            name, params = raw["name"], raw.get("params") or {}
+        else:
+            continue
+        if name not in registry.components[kind]:
+            failures = registry.failures
+            problems.append(f"{field_name}.name: " + unknown_name_message(kind, name, registry.names(kind), failures))
+            continue
+        params_model = registry.get(kind, name).Params
+        try:
+            params_model.model_validate(params)
+        except ValidationError as exc:
+            problems.extend(problem_lines(exc, (field_name, "params"), params_model))
+    return problems
+
+
+def _did_you_mean_key(model: Optional[type[BaseModel]], loc: tuple[Any, ...]) -> str:
     import difflib
 
-    model = getattr(error, "_facekit_model", None)
     if model is None or not loc:
         return ""
     fields = _fields_at(model, loc[:-1])
@@ -164,8 +222,7 @@ def validate_model(model: type[BaseModel], data: Any, prefix: tuple[Any, ...] = 
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        exc._facekit_model = model  # type: ignore[attr-defined]
-        raise ConfigError(validation_message(exc, prefix, where)) from None
+        raise config_error(problem_lines(exc, prefix, model), where) from None
 
 
 #: a pipeline description is a few dozen values; YAML aliases can make a few lines expand
@@ -230,13 +287,28 @@ def load_yaml_text(source: Union[str, Path]) -> tuple[Any, str]:
     except RecursionError:
         raise ConfigError(f"invalid YAML in {where}: nested too deeply to parse") from None
     except yaml.YAMLError as exc:
-        detail = str(exc).replace("\n", " ")
-        if "could not determine a constructor" in detail or "!!python" in detail:
-            detail = f"tags that construct Python objects are not allowed ({detail})"
-        raise ConfigError(f"invalid YAML in {where}: {detail}") from None
+        raise ConfigError(yaml_error_message(exc, text, where)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"invalid pipeline in {where}: expected a mapping of stages, got {type(data).__name__}")
     return data, where
+
+
+def yaml_error_message(exc: Exception, text: str, where: str) -> str:
+    """A YAML syntax error with its line and column, and the offending line marked."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    detail = f"{context}, {problem}" if context else str(problem)
+    if "could not determine a constructor" in str(exc) or "!!python" in str(exc):
+        detail = f"tags that construct Python objects are not allowed ({detail})"
+    if mark is None:
+        return f"invalid YAML in {where}: {detail}"
+    lines = text.splitlines()
+    shown = ""
+    if 0 <= mark.line < len(lines):
+        number = f"{mark.line + 1} | "
+        shown = f"\n  {number}{lines[mark.line]}\n  {' ' * (len(number) - 2)}| {' ' * mark.column}^"
+    return f"invalid YAML in {where}, line {mark.line + 1}, column {mark.column + 1}: {detail}{shown}"
 
 
 def dump_yaml(data: dict[str, Any]) -> str:

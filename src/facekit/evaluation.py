@@ -80,8 +80,12 @@ class PairFile:
         pairs of different people; fewer come back if the file has fewer.
         """
         chosen = [p for p in self.pairs if p.same == same]
-        picks = np.linspace(0, len(chosen) - 1, num=min(count, len(chosen))).round().astype(int)
-        return [chosen[i] for i in picks]
+        return [chosen[i] for i in even_picks(len(chosen), count)]
+
+
+def even_picks(total: int, count: int) -> list[int]:
+    """``min(count, total)`` indices into ``range(total)``, spread evenly from first to last."""
+    return sorted(set(np.linspace(0, total - 1, num=min(count, total)).round().astype(int).tolist()))
 
 
 def lfw_image_path(images_dir: PathLike, name: str, index: int) -> str:
@@ -98,8 +102,9 @@ def default_images_dir(pairs_path: PathLike) -> Path:
 def read_pairs(path: PathLike, images_dir: Optional[PathLike] = None, limit: Optional[int] = None) -> PairFile:
     """Parse an LFW-format pair file (see the module docs).
 
-    ``limit`` keeps only the first ``limit`` same-person and the first ``limit``
-    different-person pairs of each fold (quick runs).
+    ``limit`` keeps ``limit`` same-person and ``limit`` different-person pairs of each
+    fold, spread evenly over it (quick runs): the first lines of an LFW file are often
+    a few people only, and would give a misleadingly perfect score.
     """
     pairs_path = Path(path)
     try:
@@ -129,10 +134,11 @@ def read_pairs(path: PathLike, images_dir: Optional[PathLike] = None, limit: Opt
             f"different-person pairs ({expected} lines), but the file has {len(body)} pair lines"
         )
     pairs: list[Pair] = []
+    kept = set(even_picks(per_fold, limit)) if limit is not None else None
     for index, (number, tokens) in enumerate(body):
         fold, within = divmod(index, 2 * per_fold)
         same = within < per_fold
-        if limit is not None and (within if same else within - per_fold) >= limit:
+        if kept is not None and (within if same else within - per_fold) not in kept:
             continue
         pairs.append(_parse_pair_line(tokens, same, fold, number, pairs_path, images))
     return PairFile(str(pairs_path), str(images), pairs, folds)

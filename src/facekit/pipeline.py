@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
+from pydantic import ValidationError
 
 from facekit import similarity
 from facekit.cache import EmbeddingCache
@@ -27,8 +28,11 @@ from facekit.config import (
     STAGE_KINDS,
     PipelineConfig,
     check_expanded_size,
+    config_error,
     dump_yaml,
     load_yaml_text,
+    problem_lines,
+    stage_problems,
     validate_model,
 )
 from facekit.errors import ConfigError, FacekitError, MultipleFacesError, NoFaceError
@@ -58,16 +62,13 @@ class Pipeline:
         self.where = where
         registry = registry or get_registry()
         self.components: dict[str, Component] = {}
-        for field_name, stage in config.stages().items():
-            kind = STAGE_KINDS[field_name]
-            if stage.name not in registry.components[kind]:
-                raise ConfigError(
-                    f"{_at(where)}{field_name}.name: "
-                    + unknown_name_message(kind, stage.name, registry.names(kind), registry.failures)
-                )
-            cls = registry.get(kind, stage.name)
-            params = validate_model(cls.Params, stage.params, prefix=(field_name, "params"), where=where)
-            self.components[field_name] = cls(params)
+        stages = config.stages()
+        problems = stage_problems({k: v.model_dump() for k, v in stages.items()}, registry)
+        if problems:
+            raise config_error(problems, where)
+        for field_name, stage in stages.items():
+            cls = registry.get(STAGE_KINDS[field_name], stage.name)
+            self.components[field_name] = cls(cls.Params.model_validate(stage.params))
         self._locks = {name: threading.RLock() for name in self.components}
         self._calibration: Any = None
         self._calibration_loaded = False
@@ -77,7 +78,12 @@ class Pipeline:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "") -> "Pipeline":
         check_expanded_size(data, where)
-        config = validate_model(PipelineConfig, data, where=where)
+        try:
+            config = PipelineConfig.model_validate(data)
+        except ValidationError as exc:
+            # report the stages' own problems (names, params) with the structure's, all at once
+            problems = problem_lines(exc, (), PipelineConfig) + stage_problems(data, get_registry())
+            raise config_error(problems, where) from None
         return cls(config, where=where)
 
     @classmethod
@@ -107,8 +113,8 @@ class Pipeline:
                 f"; pass a YAML file or a bundled pipeline name ({', '.join(sorted(registry.pipelines))})"
             )
         raise ConfigError(
-            f"no bundled pipeline named {text!r} and no such file. "
-            + unknown_name_message("pipeline", text, sorted(registry.pipelines), registry.failures)
+            unknown_name_message("pipeline", text, sorted(registry.pipelines), registry.failures)
+            + " (A pipeline is a bundled name or the path of a YAML file; no file of that name exists.)"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -103,6 +103,24 @@ class Registry:
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
 
+    def missing_for_pipeline(self, name: str) -> list[str]:
+        """The components a bundled pipeline names that no loaded plugin registers (empty: it loads)."""
+        import yaml
+
+        from facekit.config import STAGE_KINDS
+
+        try:
+            data = yaml.safe_load(self.pipelines[name][0])
+        except yaml.YAMLError:
+            return []  # a broken bundled pipeline is reported when it is loaded
+        missing = []
+        for field_name, kind in STAGE_KINDS.items():
+            stage = data.get(field_name) if isinstance(data, dict) else None
+            component = stage.get("name") if isinstance(stage, dict) else stage
+            if isinstance(component, str) and component not in self.components[kind]:
+                missing.append(component)
+        return missing
+
     def get(self, kind: str, name: str) -> type[Component]:
         """The class registered under ``name``; a :class:`ConfigError` with choices if unknown."""
         if kind not in self.components:
@@ -111,6 +129,23 @@ class Registry:
             return self.components[kind][name].cls
         except KeyError:
             raise ConfigError(unknown_name_message(kind, name, self.names(kind), self.failures)) from None
+
+
+#: facekit's own plugins: they live in its repository, not on a package index
+BUNDLED_PLUGIN_FOLDERS = {
+    "dlib": "plugins/facekit-dlib",
+    "torch": "plugins/facekit-torch",
+    "mediapipe": "plugins/facekit-mediapipe",
+}
+
+
+def install_hint(namespace: str) -> str:
+    """How to install the plugin that registers the components named ``namespace.*``."""
+    folder = BUNDLED_PLUGIN_FOLDERS.get(namespace)
+    if folder is not None:
+        return (f"`pip install -e {folder}` from the root of a facekit checkout "
+                "(facekit's own plugins are in its repository, not on PyPI)")
+    return f"`pip install facekit-{namespace}`, if such a plugin is published"
 
 
 def unknown_name_message(kind: str, name: str, choices: list[str], failures: Iterable[PluginFailure] = ()) -> str:
@@ -123,7 +158,8 @@ def unknown_name_message(kind: str, name: str, choices: list[str], failures: Ite
         # nothing registered under that prefix: the plugin is missing, a near name would mislead
         return (
             f"{msg}: no installed plugin registers {kind}s named '{namespace}.*' - is it installed? "
-            f"(e.g. `pip install facekit-{namespace}`; `facekit plugins` lists what is loaded). "
+            f"Install it with {install_hint(namespace)}. "
+            "`facekit plugins` lists what is loaded. "
             f"Choices: {', '.join(choices) if choices else '(none registered)'}."
         )
     close = difflib.get_close_matches(text, choices, n=1, cutoff=0.6)

@@ -11,6 +11,7 @@ image, 4 bad model file, 5 no face (or too many) found.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any, Optional
 
 import click
@@ -57,8 +58,13 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="facekit")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="show the log lines of third-party libraries (MediaPipe, TensorFlow Lite), hidden by default")
+def main(verbose: bool) -> None:
     """facekit: how similar are two faces, and why?"""
+    if verbose:
+        # an environment variable, so that worker processes and plugins see it too
+        os.environ["FACEKIT_VERBOSE"] = "1"
 
 
 def pipeline_option(func: Any) -> Any:

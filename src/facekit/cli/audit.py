@@ -8,7 +8,7 @@ from typing import Optional
 import click
 
 from facekit.cli import pipeline_option
-from facekit.cli.common import handle_errors, load_pipeline
+from facekit.cli.common import fit_markdown_table, fit_text, handle_errors, load_pipeline, terminal_width
 from facekit.errors import ConfigError
 
 
@@ -68,7 +68,9 @@ def audit_command(populations: tuple[str, ...], pipeline: str, population_column
     atomic_write_text(folder / "audit.json", report.to_json(indent=1) + "\n")
     atomic_write_text(folder / "audit.md", report.summary() + "\n")
     png = audit_figure(report, folder / "audit.png")
-    click.echo(report.summary())
+    width = terminal_width()
+    table = fit_markdown_table(report.table(), width)
+    click.echo(fit_text(report.summary().replace(report.table(), "\0"), width).replace("\0", table))
     for population in report.populations:
         for source, reason in population.failed_images[:5]:
             click.echo(f"  left out ({population.name}): {source}: {reason}", err=True)

@@ -65,3 +65,40 @@ def expand_image_paths(paths: Any) -> list[str]:
         else:
             raise ImageError(f"{raw}: no such file or folder")
     return out
+
+def terminal_width() -> int:
+    """Columns of the terminal (80 when not a terminal); COLUMNS overrides, as for any tool."""
+    import shutil
+
+    return max(40, shutil.get_terminal_size((80, 24)).columns)
+
+
+def fit_markdown_table(table: str, width: int) -> str:
+    """A Markdown table for a terminal of ``width`` columns: aligned columns when they fit,
+    otherwise one block per row, ``header: value`` a line."""
+    import textwrap
+
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in table.splitlines() if line.strip() and not set(line.strip()) <= set("|-: ")]
+    if not rows:
+        return table
+    head, body = rows[0], rows[1:]
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(head))]
+    if sum(widths) + 2 * (len(widths) - 1) <= width:
+        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    label = max(len(h) for h in head[1:]) + 2
+    blocks = []
+    for row in body:
+        lines = [row[0]]
+        for name, value in zip(head[1:], row[1:]):
+            lines.append(textwrap.fill(value, width, initial_indent=f"  {name + ':':<{label}}",
+                                       subsequent_indent=" " * (label + 2)))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def fit_text(text: str, width: int) -> str:
+    """Long prose lines wrapped to ``width``; short lines and blank lines kept as they are."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) if len(line) > width else line for line in text.splitlines())

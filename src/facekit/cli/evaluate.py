@@ -25,7 +25,8 @@ def _shared_options(plot_help: str) -> Callable[[Any], Any]:
         click.option("--no-plot", is_flag=True, help="do not draw the PNG"),
         click.option("--cache", type=click.Path(file_okay=False), default=None, help=_cache_help),
         click.option("--limit", type=click.IntRange(1), default=None,
-                     help="use only the first LIMIT same-person and LIMIT different-person pairs (of each fold)"),
+                     help="use only LIMIT same-person and LIMIT different-person pairs (of each fold), "
+                          "spread evenly over the file"),
         click.option("--progress/--no-progress", default=True, show_default=True),
     ]
 

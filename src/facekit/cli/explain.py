@@ -7,14 +7,15 @@ from typing import Optional
 import click
 
 from facekit.cli import pipeline_option
-from facekit.cli.common import handle_errors, load_pipeline
+from facekit.cli.common import handle_errors, load_pipeline, refuse_urls
 
 
 @click.command("explain")
 @click.argument("image_a", type=click.Path(dir_okay=False))
 @click.argument("image_b", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="write the comparison card here (PNG)")
+              help="write the comparison card here (PNG) [default: card-A-B.png in the current folder, "
+                   "from the two file names]")
 @pipeline_option
 @click.option("--explainer", "explainer_name", default=None,
               help="explainer to use instead of the pipeline's own (e.g. gradcam, occlusion)")
@@ -29,13 +30,15 @@ def explain_command(image_a: str, image_b: str, output: Optional[str], pipeline:
     """Compare the faces in IMAGE_A and IMAGE_B and show which parts of each face drive the result.
 
     Writes a comparison card (both faces, their heatmaps, the score and the verdict) to
-    OUTPUT, and prints the comparison.
+    OUTPUT (by default card-A-B.png, named after the two photos), prints the comparison
+    and says where the card is. With --json the card's path is in the JSON.
     """
     import json
 
     from facekit.errors import ConfigError
     from facekit.visualize import save_png
 
+    refuse_urls(image_a, image_b)
     built = load_pipeline(pipeline)
     params = {key: value for key, value in (("method", method), ("layer", layer)) if value is not None}
     name = explainer_name
@@ -46,15 +49,21 @@ def explain_command(image_a: str, image_b: str, output: Optional[str], pipeline:
     if params and chosen not in (None, "gradcam"):
         raise ConfigError(f"--method and --layer are options of the gradcam explainer, not of {chosen!r}")
     result = built.explain(image_a, image_b, explainer=name, **params)
-    written = save_png(output, result.card(use_photos=not chips)) if output else None
+    written = save_png(output or default_card_path(image_a, image_b), result.card(use_photos=not chips))
     if as_json:
         data = result.to_dict()
         data["card"] = written
         click.echo(json.dumps(data, indent=2))
         return
     click.echo(str(result))
-    if written:
-        click.echo(f"card written to {written}")
+    click.echo(f"card written to {written}")
+
+
+def default_card_path(image_a: str, image_b: str) -> str:
+    """``card-<A>-<B>.png`` in the current folder: a name that says which pair it shows."""
+    from pathlib import Path
+
+    return f"card-{Path(image_a).stem}-{Path(image_b).stem}.png"
 
 
 def _is_torch(embedder) -> bool:  # type: ignore[no-untyped-def]
