@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +119,27 @@ def test_pipeline_with_the_onnx_embedder(faces_dir: Path) -> None:
     same = pipeline.compare(faces_dir / EXAMPLES / "obama.jpg", faces_dir / EXAMPLES / "obama2.jpg")
     different = pipeline.compare(faces_dir / EXAMPLES / "obama.jpg", faces_dir / EXAMPLES / "biden.jpg")
     assert same.same and not different.same and same.score < 0.6 < different.score
+
+
+def test_gradcam_explains_through_the_torch_port(faces_dir: Path) -> None:
+    pytest.importorskip("facekit_torch")
+    stages = {"detector": "dlib.hog", "aligner": "dlib.chip5", "explainer": "gradcam"}
+    a, b = faces_dir / EXAMPLES / "obama.jpg", faces_dir / EXAMPLES / "obama2.jpg"
+    by_onnx = Pipeline.from_dict({**stages, "embedder": "dlib.resnet_onnx"}).explain(a, b)
+    by_torch = Pipeline.from_dict({**stages, "embedder": "torch.dlib_resnet"}).explain(a, b)
+    assert by_onnx.comparison.score == pytest.approx(by_torch.comparison.score, abs=1e-5)
+    for onnx_map, torch_map in zip(by_onnx.heatmaps, by_torch.heatmaps):
+        assert onnx_map.values.shape == (150, 150) and onnx_map.values.std() > 0
+        np.testing.assert_allclose(onnx_map.values, torch_map.values, atol=1e-4)
+
+
+def test_explaining_without_facekit_torch_says_what_to_install() -> None:
+    code = (
+        "from facekit.errors import DependencyError\n"
+        "from facekit_dlib.embedders import DlibResnetOnnxEmbedder\n"
+        "try:\n    DlibResnetOnnxEmbedder().torch_model()\n"
+        "except DependencyError as exc:\n    print('ERROR', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "FACEKIT_LOAD_PLUGINS": "dlib"})
+    assert "ERROR" in done.stdout and "pip install facekit-torch" in done.stdout and "occlusion" in done.stdout

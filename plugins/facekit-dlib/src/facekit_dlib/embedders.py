@@ -56,6 +56,10 @@ class DlibResnetEmbedder(DlibDescriptorEmbedder):
         return np.asarray([np.asarray(v, dtype=np.float32) for v in vectors], dtype=np.float32).reshape(len(batch), DIM)
 
 
+#: the registered name of the PyTorch port of the same network (facekit-torch)
+TORCH_PORT = "torch.dlib_resnet"
+
+
 class DlibResnetOnnxEmbedder(DlibDescriptorEmbedder):
     """dlib's 128-D face descriptor, computed by ONNX Runtime from a graph built from dlib's weights."""
 
@@ -76,6 +80,7 @@ class DlibResnetOnnxEmbedder(DlibDescriptorEmbedder):
     def __init__(self, params: Any = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._session = Lazy(self._load)  # nothing heavy until first use
+        self._torch_port = Lazy(self._load_torch_port)  # only for gradient-based explainers
 
     def __reduce__(self) -> tuple[Any, ...]:
         # For process pools: send the settings, not the session; each process loads its own.
@@ -110,3 +115,26 @@ class DlibResnetOnnxEmbedder(DlibDescriptorEmbedder):
             tensor = np.ascontiguousarray(part.transpose(0, 3, 1, 2), dtype=np.float32)
             out.append(session.run(None, {INPUT_NAME: tensor})[0])
         return np.concatenate(out).astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------ explanations
+    def _load_torch_port(self) -> Any:
+        from facekit.errors import ConfigError, DependencyError
+        from facekit.plugins import get_component_class
+
+        try:
+            port = get_component_class("embedder", TORCH_PORT)
+        except ConfigError:
+            raise DependencyError(
+                f"{self.name} runs in ONNX Runtime, which has no gradients; gradient-based explainers such as "
+                f"'gradcam' use the PyTorch port of the same network ({TORCH_PORT!r}), which is not installed: "
+                "`pip install facekit-torch`, or use the model-agnostic explainer 'occlusion'"
+            ) from None
+        return port(device="cpu")
+
+    def torch_model(self) -> Any:
+        """The same network in PyTorch (``torch.dlib_resnet`` of facekit-torch), for Grad-CAM.
+
+        Its descriptors equal this embedder's within 1e-5, so heatmaps explain the very
+        numbers this embedder gives. :class:`DependencyError` if facekit-torch is not installed.
+        """
+        return self._torch_port.get().torch_model()
