@@ -28,6 +28,7 @@ COMMANDS = {
     "evaluate": "facekit.cli.evaluate:evaluate_command",
     "calibrate": "facekit.cli.evaluate:calibrate_command",
     "audit": "facekit.cli.audit:audit_command",
+    "cluster": "facekit.cli.cluster:cluster_command",
 }
 
 
