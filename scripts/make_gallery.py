@@ -11,6 +11,7 @@ Writes a few small PNGs to ``docs/_static/gallery/`` (shown by ``docs/gallery.rs
 ``roc.png``                 ``facekit evaluate`` on LFW's development test pairs
 ``calibration.png``         the bundled ``lfw-dev`` calibration checked on those pairs
 ``audit.png``               ``facekit audit`` of the default pipeline: East Asian people vs LFW
+``cluster.png``             ``facekit cluster``'s contact sheets of deepface's photos (largest four)
 ==========================  ===============================================================
 
 Each picture is reduced to at most 256 colours (and scaled down if needed) so that it
@@ -270,6 +271,18 @@ class Gallery:
         with tempfile.TemporaryDirectory() as tmp:
             return png_to_array(audit_figure(report, Path(tmp) / "audit.png"))
 
+    def cluster(self) -> np.ndarray:
+        """``facekit cluster``'s contact sheets of deepface's photos: the four largest clusters."""
+        from facekit.cluster import cluster, contact_sheet
+
+        photos = sorted((self.faces / "deepface_dataset").glob("*.jpg"))
+        result = cluster(photos, self.default)
+        groups = result.clusters
+        print(f"  {len(result.faces)} faces, {len(groups)} clusters, sizes {[len(g) for g in groups[:8]]}")
+        sheets = [contact_sheet(g, f"cluster {i}: {len(g)} faces") for i, g in enumerate(groups[:4])]
+        width = max(s.shape[1] for s in sheets)
+        return np.vstack([np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in sheets])
+
 
 PICTURES: dict[str, Callable[[Gallery], np.ndarray]] = {
     "card_same": Gallery.card_same,
@@ -280,6 +293,7 @@ PICTURES: dict[str, Callable[[Gallery], np.ndarray]] = {
     "roc": Gallery.roc,
     "calibration": Gallery.calibration,
     "audit": Gallery.audit,
+    "cluster": Gallery.cluster,
 }
 
 
