@@ -50,7 +50,7 @@ def test_default_stages(pipeline: Pipeline) -> None:
     assert fallback.name == "dlib.cnn", "a real detector: a face-less photo must be an error, not a score"
     assert (fallback.params.upsample, fallback.params.max_side) == (0, 640)
     assert pipeline.aligner.name == "dlib.chip5" and pipeline.aligner.chip_size == 150
-    assert pipeline.embedder.name == "torch.dlib_resnet"
+    assert pipeline.embedder.name == "dlib.resnet_onnx"  # no torch needed to compare or embed (issue 16)
     assert pipeline.embedder.metric == "euclidean" and pipeline.embedder.threshold == pytest.approx(0.6)
     assert 0.5 <= pipeline.threshold <= 0.7  # 0.6, or the bundled calibration's choice near it
     params = pipeline.detector.params

@@ -186,7 +186,7 @@ def test_comparisons_name_the_profile(eastasian: Pipeline, faces_dir: Path) -> N
 
 def test_default_pipeline_is_untouched_by_the_profile(default: Pipeline) -> None:
     """Generic accuracy cannot drop when the profile is not selected: nothing of it is in use."""
-    assert default.embedder.name == "torch.dlib_resnet"
+    assert default.embedder.name == "dlib.resnet_onnx"
     assert default.threshold == 0.6
     assert default.calibration.name == "lfw-dev"
     assert "eastasian" not in default.to_yaml()
