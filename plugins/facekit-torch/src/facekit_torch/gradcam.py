@@ -183,9 +183,10 @@ class GradCamExplainer(Explainer):
     def _cam_class(self) -> type:
         try:
             import pytorch_grad_cam
-        except ImportError as exc:  # pragma: no cover - a declared dependency of facekit-torch
+        except ImportError as exc:  # pragma: no cover - the test requirements install it
             raise DependencyError(
-                "the gradcam explainer needs pytorch-grad-cam: pip install 'grad-cam>=1.5'"
+                f"the gradcam explainer's method {self.params.method!r} (or engine 'pytorch-grad-cam') needs "
+                "pytorch-grad-cam: pip install 'facekit-torch[explain]'"
             ) from exc
         return getattr(pytorch_grad_cam, METHODS[self.params.method])
 
