@@ -35,4 +35,5 @@ nitpicky = False
 html_theme = "furo"
 html_title = "facekit"
 html_static_path = ["_static"]
+html_css_files = ["wrap.css"]  # long console commands wrap (see _static/wrap.css)
 exclude_patterns = ["_build", "_ext"]

@@ -164,7 +164,8 @@ def facekit_invocations() -> list[tuple[str, list[str]]]:
     out = []
     for page in PAGES:
         for block in code_blocks(page, "console"):
-            for line in block.code.splitlines():
+            # a command continued with a backslash is one command
+            for line in re.sub(r"\\\n\s*", " ", block.code).splitlines():
                 if not line.startswith("$ "):
                     continue
                 for part in line[2:].split("&&"):

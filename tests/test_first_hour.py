@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +215,17 @@ def test_list_pipeline_shows_only_loadable_ones(monkeypatch: pytest.MonkeyPatch)
     assert checked.exit_code == 2 and install in checked.stderr
     assert "`pip install facekit-mediapipe`" not in checked.stderr
     assert (REPO_ROOT / "plugins" / "facekit-mediapipe" / "pyproject.toml").is_file(), "the command must be real"
+
+
+# ------------------------------------------------------------- 8. the quickstart block
+def test_quickstart_shows_what_compare_prints(examples: Path) -> None:
+    page = (REPO_ROOT / "docs" / "quickstart.rst").read_text(encoding="utf-8")
+    block = re.search(r"It prints.*?:class: compare-output\n\n(.*?)\n\n\S", page, re.S)
+    assert block, "the quickstart's 'It prints' block"
+    shown = textwrap.dedent(block.group(1))
+    printed = _invoke("compare", str(examples / "obama.jpg"), str(examples / "obama2.jpg"))
+    assert printed.exit_code == 0
+    assert printed.stdout.rstrip("\n") == shown, "update the block in docs/quickstart.rst"
 
 
 # ---------------------------------------------------------------------------- 9.
