@@ -49,3 +49,27 @@ def test_embed_with_the_default_pipeline_imports_no_torch(faces_dir: Path, tmp_p
         vectors = data["vectors"]
     assert vectors.shape == (2, 128)
     assert np.linalg.norm(vectors[0] - vectors[1]) > 0.6  # Obama and Biden
+
+
+def test_default_pipeline_without_facekit_torch_compares_and_says_what_explain_needs(faces_dir: Path) -> None:
+    """The README's first command installs no torch: the default pipeline must still load;
+    its Grad-CAM explainer says what to install only when asked to explain."""
+    import os
+    import subprocess
+    import sys
+
+    ex = faces_dir / EXAMPLES
+    code = (
+        "from facekit import Pipeline\n"
+        "from facekit.errors import DependencyError\n"
+        "p = Pipeline.load('default')\n"
+        f"print('SAME', p.compare({str(ex / 'obama.jpg')!r}, {str(ex / 'obama2.jpg')!r}).same)\n"
+        "try:\n"
+        f"    p.explain({str(ex / 'obama.jpg')!r}, {str(ex / 'obama2.jpg')!r})\n"
+        "except DependencyError as exc:\n"
+        "    print('EXPLAIN', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "FACEKIT_LOAD_PLUGINS": "dlib"})
+    assert "SAME True" in done.stdout
+    assert "EXPLAIN" in done.stdout and "'gradcam'" in done.stdout and "plugins/facekit-torch" in done.stdout

@@ -35,9 +35,9 @@ from facekit.config import (
     stage_problems,
     validate_model,
 )
-from facekit.errors import ConfigError, FacekitError, MultipleFacesError, NoFaceError
+from facekit.errors import ConfigError, DependencyError, FacekitError, MultipleFacesError, NoFaceError
 from facekit.image import ImageSource, describe_source, load_image
-from facekit.plugins import Registry, get_registry, unknown_name_message
+from facekit.plugins import OPTIONAL_BUNDLED_COMPONENTS, Registry, get_registry, install_hint, unknown_name_message
 from facekit.types import AggregateResult, AlignedFace, Comparison, Embedding, Explanation, Face
 
 #: the bundled pipeline used when none is named
@@ -63,6 +63,18 @@ class Pipeline:
         registry = registry or get_registry()
         self.components: dict[str, Component] = {}
         stages = config.stages()
+        #: optional stages whose bundled plugin is not installed -> what to install (said when used)
+        self._unavailable: dict[str, str] = {}
+        for field_name, stage in stages.items():
+            kind = STAGE_KINDS[field_name]
+            plugin = OPTIONAL_BUNDLED_COMPONENTS.get((kind, stage.name))
+            if plugin is not None and stage.name not in registry.components[kind]:
+                self._unavailable[field_name] = (
+                    f"{_at(where)}{field_name}: {stage.name!r} comes with facekit's {plugin!r} plugin, which is "
+                    f"not installed; install it with {install_hint(plugin)}, or name another {kind} "
+                    f"(`facekit list {kind}`)"
+                )
+        stages = {k: v for k, v in stages.items() if k not in self._unavailable}
         problems = stage_problems({k: v.model_dump() for k, v in stages.items()}, registry)
         if problems:
             raise config_error(problems, where)
@@ -487,6 +499,9 @@ class Pipeline:
         return result
 
     def _optional_stage(self, field_name: str, name: Optional[str], params: dict[str, Any]) -> Component:
+        unavailable = self._unavailable.get(field_name)
+        if unavailable is not None and name in (None, self.config.stages()[field_name].name):
+            raise DependencyError(unavailable)
         if name is None and not params and field_name in self.components:
             return self.components[field_name]
         registry = get_registry()

@@ -118,7 +118,8 @@ class Registry:
             stage = data.get(field_name) if isinstance(data, dict) else None
             component = stage.get("name") if isinstance(stage, dict) else stage
             if isinstance(component, str) and component not in self.components[kind]:
-                missing.append(component)
+                if (kind, component) not in OPTIONAL_BUNDLED_COMPONENTS:
+                    missing.append(component)
         return missing
 
     def get(self, kind: str, name: str) -> type[Component]:
@@ -130,6 +131,12 @@ class Registry:
         except KeyError:
             raise ConfigError(unknown_name_message(kind, name, self.names(kind), self.failures)) from None
 
+
+#: components of optional stages that facekit's own plugins provide, by (kind, name) -> plugin.
+#: A bundled pipeline may name one whose plugin is not installed: it still compares and
+#: embeds, and says what to install when the stage is used (the default pipeline's
+#: explainer is Grad-CAM, from facekit-torch; compare and embed need no torch).
+OPTIONAL_BUNDLED_COMPONENTS = {("explainer", "gradcam"): "torch"}
 
 #: facekit's own plugins: they live in its repository, not on a package index
 BUNDLED_PLUGIN_FOLDERS = {
@@ -172,7 +179,10 @@ def unknown_name_message(kind: str, name: str, choices: list[str], failures: Ite
 
 
 def _hint_for(error: BaseException, distribution: Optional[str]) -> str:
+    bundled = (distribution or "").removeprefix("facekit-")
     if isinstance(error, ImportError) and getattr(error, "name", None):
+        if bundled in BUNDLED_PLUGIN_FOLDERS:
+            return f"install the missing module {error.name!r} by reinstalling the plugin: {install_hint(bundled)}"
         return f"install the missing module {error.name!r} (e.g. `pip install {distribution or error.name}` with its dependencies)"
     return f"reinstall it (`pip install --force-reinstall {distribution}`)" if distribution else "check the plugin's code"
 

@@ -142,4 +142,4 @@ def test_explaining_without_facekit_torch_says_what_to_install() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**os.environ, "FACEKIT_LOAD_PLUGINS": "dlib"})
-    assert "ERROR" in done.stdout and "pip install facekit-torch" in done.stdout and "occlusion" in done.stdout
+    assert "ERROR" in done.stdout and "plugins/facekit-torch" in done.stdout and "occlusion" in done.stdout

@@ -119,15 +119,16 @@ class DlibResnetOnnxEmbedder(DlibDescriptorEmbedder):
     # ------------------------------------------------------------------ explanations
     def _load_torch_port(self) -> Any:
         from facekit.errors import ConfigError, DependencyError
-        from facekit.plugins import get_component_class
+        from facekit.plugins import get_component_class, install_hint
 
         try:
             port = get_component_class("embedder", TORCH_PORT)
         except ConfigError:
             raise DependencyError(
                 f"{self.name} runs in ONNX Runtime, which has no gradients; gradient-based explainers such as "
-                f"'gradcam' use the PyTorch port of the same network ({TORCH_PORT!r}), which is not installed: "
-                "`pip install facekit-torch`, or use the model-agnostic explainer 'occlusion'"
+                f"'gradcam' use the PyTorch port of the same network ({TORCH_PORT!r}) from the facekit-torch "
+                f"plugin, which is not installed: install it with {install_hint('torch')}, "
+                "or use the model-agnostic explainer 'occlusion'"
             ) from None
         return port(device="cpu")
 
