@@ -65,7 +65,6 @@ def test_too_many_faces_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> Non
 
 # ------------------------------------------------------------------- real photos
 pytest.importorskip("facekit_dlib")
-pytest.importorskip("facekit_torch")
 
 
 def test_default_threshold_follows_the_calibration() -> None:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 pytest.importorskip("facekit_dlib")
-pytest.importorskip("facekit_torch")
 
 from facekit.errors import ImageError  # noqa: E402
 from facekit.video import box_iou, video_timeline  # noqa: E402

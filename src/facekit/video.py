@@ -353,7 +353,34 @@ def video_timeline(
     return Timeline(str(path), last_time, float(every_ms), frames, tracks, base.name, float(threshold))
 
 
+def video_duration(path: Union[str, os.PathLike]) -> float:
+    """The video's length in seconds as its header says (0 when it does not say)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        frames = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        return float(frames / fps) if fps and fps > 0 and frames and frames > 0 else 0.0
+    finally:
+        capture.release()
+
+
 def identify_video(gallery: Any, path: str, k: int) -> dict[str, Any]:
-    """``facekit identify``'s entry for a video: a face per track, and the timeline."""
-    timeline = video_timeline(path, gallery, k=k)
+    """``facekit identify``'s entry for a video: a face per track, and the timeline.
+
+    Shows a progress bar in seconds of video when stderr is a terminal.
+    """
+    import sys
+
+    from tqdm.auto import tqdm
+
+    total = video_duration(path)
+    with tqdm(total=round(total, 1) or None, desc=Path(path).name, unit="s", dynamic_ncols=True,
+              disable=not sys.stderr.isatty()) as bar:
+
+        def advance(seconds: float) -> None:
+            bar.update(round(seconds - bar.n, 1))
+
+        timeline = video_timeline(path, gallery, k=k, progress=advance)
     return {"input": path, "faces": [t.to_dict() for t in timeline.tracks], "timeline": timeline.to_dict()}
