@@ -130,3 +130,19 @@ def _pipeline():  # type: ignore[no-untyped-def]
     from facekit import Pipeline
 
     return Pipeline.load()
+
+
+def test_a_rerun_into_the_same_folder_leaves_nothing_stale(faces_dir: Path, tmp_path: Path) -> None:
+    from facekit.cli import main
+
+    examples = faces_dir / EXAMPLES
+    out = tmp_path / "out"
+    first = [examples / "obama.jpg", examples / "obama2.jpg", examples / "biden.jpg",
+             examples / "knn_examples/train/biden/biden2.jpg"]
+    for photos in (first, first[:2]):
+        result = CliRunner().invoke(main, ["cluster", *map(str, photos), "-o", str(out), "--links", "--no-progress"])
+        assert result.exit_code == 0, result.output
+    assert [p.name for p in (out / "sheets").iterdir()] == ["cluster_000.png"]
+    assert sorted(p.name for p in (out / "links").iterdir()) == ["cluster_000"]
+    assert sorted(p.name for p in (out / "links" / "cluster_000").iterdir()) == ["obama.jpg", "obama2.jpg"]
+    assert (examples / "biden.jpg").is_file()  # links go, photos stay

@@ -55,6 +55,7 @@ def cluster_command(paths: tuple[str, ...], output: str, pipeline: str, threshol
     result.failures[:0] = missing
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
+    _clear_previous_run(out)
     text = result.to_json(indent=2)
     atomic_write_text(out / "clusters.json", text)
     atomic_write_text(out / "clusters.csv", result.to_csv())
@@ -72,3 +73,19 @@ def cluster_command(paths: tuple[str, ...], output: str, pipeline: str, threshol
                    + (", links/" if links else ""))
     for source, error in result.failures:
         click.echo(f"skipped {error}" if error.startswith(source) else f"skipped {source}: {error}", err=True)
+
+
+def _clear_previous_run(out: Path) -> None:
+    """Remove what an earlier run wrote in OUT (its contact sheets and links), so that no
+    stale cluster survives; nothing else is touched, and links are removed, never their photos."""
+    for sheet in (out / "sheets").glob("cluster_*.png"):
+        sheet.unlink()
+    links = out / "links"
+    if links.is_dir():
+        for folder in links.iterdir():
+            if folder.is_dir() and not folder.is_symlink():
+                for link in folder.iterdir():
+                    if link.is_symlink():
+                        link.unlink()
+                if not any(folder.iterdir()):
+                    folder.rmdir()
