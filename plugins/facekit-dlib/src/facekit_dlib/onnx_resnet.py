@@ -32,6 +32,8 @@ INPUT_NAME = "chips"
 OUTPUT_NAME = "descriptors"
 OPSET = 13
 IR_VERSION = 8  # ONNX Runtime >= 1.10 reads it
+#: bump when the graph built from the same weights changes: cached graphs are keyed by it
+GRAPH_VERSION = 1
 
 # TensorProto.DataType and AttributeProto.AttributeType values from onnx.proto
 _FLOAT, _INT64 = 1, 7
