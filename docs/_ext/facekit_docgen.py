@@ -31,6 +31,7 @@ KIND_TITLES = {
     "embedder": "Embedders",
     "explainer": "Explainers",
     "aggregator": "Aggregators",
+    "index": "Search indexes",
 }
 
 

@@ -12,7 +12,7 @@ only when a component that needs them is first used.
 """
 
 from facekit import errors
-from facekit.components import Aggregator, Aligner, Detector, Embedder, Explainer, Params
+from facekit.components import Aggregator, Aligner, Detector, Embedder, Explainer, Params, SearchIndex
 from facekit.hookspecs import hookimpl
 from facekit.image import load_image
 from facekit.pipeline import Pipeline
@@ -30,6 +30,16 @@ from facekit.types import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # facekit.Gallery is made on first use: sqlite3 and the gallery code stay out of `import facekit`
+    if name == "Gallery":
+        from facekit.gallery import Gallery
+
+        return Gallery
+    raise AttributeError(f"module 'facekit' has no attribute {name!r}")
+
+
 __all__ = [
     "AggregateResult",
     "AlignedFace",
@@ -42,10 +52,12 @@ __all__ = [
     "Explainer",
     "Explanation",
     "Face",
+    "Gallery",
     "Heatmap",
     "Landmarks",
     "Params",
     "Pipeline",
+    "SearchIndex",
     "errors",
     "get_registry",
     "hookimpl",

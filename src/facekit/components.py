@@ -34,8 +34,8 @@ class NoParams(Params):
     """For components that take no parameters."""
 
 
-KINDS = ("detector", "aligner", "embedder", "explainer", "aggregator")
-Kind = Literal["detector", "aligner", "embedder", "explainer", "aggregator"]
+KINDS = ("detector", "aligner", "embedder", "explainer", "aggregator", "index")
+Kind = Literal["detector", "aligner", "embedder", "explainer", "aggregator", "index"]
 
 
 class Component:
@@ -204,10 +204,35 @@ class Aggregator(Component):
         raise NotImplementedError
 
 
+class SearchIndex(Component):
+    """Finds the stored vectors nearest to query vectors: the engine behind a gallery.
+
+    ``build`` receives every stored vector at once (rows keep their order: a result's id
+    is the row number); ``search`` is batch-first. Scores are in the embedder's metric:
+    distances for ``"euclidean"`` (ascending), similarities for ``"cosine"`` (descending).
+    """
+
+    kind = "index"
+    #: True if results are the true nearest neighbours, False for approximate indexes
+    exact: ClassVar[bool] = True
+
+    def build(self, vectors: np.ndarray, metric: Literal["euclidean", "cosine"]) -> None:
+        """Replace the index's contents with ``vectors``, an (N, D) float32 array."""
+        raise NotImplementedError
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, D) queries -> (scores, ids), both (Q, min(k, N)), best first."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+
 BASES: dict[str, type[Component]] = {
     "detector": Detector,
     "aligner": Aligner,
     "embedder": Embedder,
     "explainer": Explainer,
     "aggregator": Aggregator,
+    "index": SearchIndex,
 }

@@ -43,6 +43,11 @@ def register_aggregators(register: Callable[[type], None]) -> None:
 
 
 @hookspec
+def register_indexes(register: Callable[[type], None]) -> None:
+    """Register :class:`~facekit.components.SearchIndex` subclasses (nearest-neighbour search for galleries)."""
+
+
+@hookspec
 def register_pipelines(register: Callable[[str, str], None]) -> None:
     """Register bundled pipelines: ``register(name, yaml_text)``."""
 

@@ -27,7 +27,7 @@ ENTRY_POINT_GROUP = "facekit"
 #: modules inside facekit that register built-in components, through the same hooks
 DEFAULT_PLUGINS = ("facekit.builtin",)
 
-_KIND_HOOKS = {kind: f"register_{kind}s" for kind in KINDS}
+_KIND_HOOKS = {kind: "register_indexes" if kind == "index" else f"register_{kind}s" for kind in KINDS}
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,13 @@ def register_aggregators(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
+def register_indexes(register):  # type: ignore[no-untyped-def]
+    from facekit.index import ExactIndex
+
+    register(ExactIndex)
+
+
+@hookimpl
 def register_pipelines(register):  # type: ignore[no-untyped-def]
     for entry in sorted(resources.files("facekit.pipelines").iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
