@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 pytest.importorskip("facekit_dlib")
 
@@ -81,6 +82,42 @@ def test_timeline_without_a_gallery_tells_people_apart(video: Path, tmp_path: Pa
     picture = load_image(strip)
     assert picture.shape[1] == 900 and picture.shape[0] > 2 * 60
     assert picture.std() > 20  # faces and bars drawn, not a blank page
+
+
+def test_identify_names_known_people_and_leaves_others_unknown(video: Path, examples: Path, tmp_path: Path) -> None:
+    from facekit.gallery import Gallery
+
+    gallery = Gallery.create(tmp_path / "g.db")
+    gallery.add("Barack Obama", [examples / "obama2.jpg"])  # not a frame of the video
+    timeline = video_timeline(video, gallery, every_ms=EVERY_MS)
+    people = timeline.people()
+    assert set(people) == {"Barack Obama", "unknown 1"}  # Biden is not in the gallery
+    assert spans_cover(people["Barack Obama"], 0.0, 2.0) and spans_cover(people["Barack Obama"], 5.0, 7.0)
+    assert spans_cover(people["unknown 1"], 3.0, 7.0)
+    known = [t for t in timeline.tracks if t.known]
+    assert known and all(t.candidates[0].person == "Barack Obama" and t.candidates[0].same for t in known)
+
+
+def test_identify_command_reads_videos(video: Path, examples: Path, tmp_path: Path) -> None:
+    from facekit.cli import main
+
+    db = str(tmp_path / "g.db")
+    runner = CliRunner()
+    assert runner.invoke(main, ["gallery", "create", db]).exit_code == 0
+    for name, photo in (("Barack Obama", "obama2.jpg"), ("Joe Biden", "knn_examples/train/biden/biden2.jpg")):
+        added = runner.invoke(main, ["gallery", "add", db, name, str(examples / photo)])
+        assert added.exit_code == 0, added.output
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 but nothing after")
+    result = runner.invoke(main, ["identify", db, str(video), str(broken), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (entry,) = report["inputs"]
+    timeline = {p["person"]: p["segments"] for p in entry["timeline"]["people"]}
+    assert set(timeline) == {"Barack Obama", "Joe Biden"}
+    assert spans_cover([tuple(s) for s in timeline["Joe Biden"]], 3.0, 7.0)
+    assert {f["person"] for f in entry["faces"]} == {"Barack Obama", "Joe Biden"}
+    assert [f["input"] for f in report["failures"]] == [str(broken)]
 
 
 def test_unreadable_video_is_a_clear_error(tmp_path: Path) -> None:

@@ -12,11 +12,12 @@ import click
 
 from facekit.cli.common import expand_image_paths, handle_errors
 from facekit.errors import FacekitError, NoFaceError
+from facekit.video import VIDEO_SUFFIXES
 
 #: file suffix -> "module:function" that identifies people in such a file: ``function(gallery, path, k)``
 #: returns the JSON-ready dict of one input (``{"input": ..., "faces": [...]}`` plus whatever it adds).
-#: Photos need no entry; video support registers its suffixes here.
-INPUT_HANDLERS: dict[str, str] = {}
+#: Photos need no entry; videos get a face per track and a timeline (facekit.video).
+INPUT_HANDLERS: dict[str, str] = {suffix: "facekit.video:identify_video" for suffix in VIDEO_SUFFIXES}
 
 
 def _open(path: str, pipeline: Optional[str] = None) -> Any:
