@@ -70,6 +70,11 @@ class PipelineConfig(BaseModel):
         "largest", description="which faces of an image to use: largest, central (nearest the centre), all, or error"
     )
     batch_size: int = Field(32, ge=1, le=4096, description="chips per embedder call")
+    workers: int = Field(
+        0, ge=0, le=256,
+        description="processes that read, detect and align images for embed/evaluate/audit/average: "
+        "0 = one per CPU core (for 48 images or more), 1 = all in the calling process",
+    )
     max_pixels: int = Field(
         50_000_000, ge=1, description="refuse images with more pixels than this (decompression bombs)"
     )

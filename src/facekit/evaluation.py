@@ -543,7 +543,9 @@ def embed_images(
         "warm_up_seconds": round(warm_up_seconds, 3),
         "seconds_per_image": round(seconds / len(images), 5) if images else None,
         "seconds_per_computed_image": round(seconds / computed, 5) if computed else None,
-        "note": "wall time of reading, detection, alignment and embedding (model loading excluded), one process",
+        "workers": pipeline.config.workers,
+        "note": "wall time of reading, detection, alignment and embedding (model loading excluded; starting "
+                "worker processes included); `workers` 0 = one per CPU core, 1 = one process",
     }
     return vectors, failures, timing
 

@@ -16,7 +16,7 @@ import os
 import threading
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 from pydantic import ValidationError
@@ -39,6 +39,9 @@ from facekit.errors import ConfigError, DependencyError, FacekitError, MultipleF
 from facekit.image import ImageSource, describe_source, load_image
 from facekit.plugins import OPTIONAL_BUNDLED_COMPONENTS, Registry, get_registry, install_hint, unknown_name_message
 from facekit.types import AggregateResult, AlignedFace, Comparison, Embedding, Explanation, Face
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facekit.engine import Engine
 
 #: the bundled pipeline used when none is named
 DEFAULT_PIPELINE = "default"
@@ -229,6 +232,37 @@ class Pipeline:
             component.warm_up()
         return self
 
+    def engine_for(self, images: int, workers: Optional[int] = None) -> "Engine":
+        """The engine that reads, detects and aligns ``images`` images (see :mod:`facekit.engine`).
+
+        ``workers`` (default: the pipeline's setting) 1 runs them here, one after another;
+        N runs them in a pool of N processes, kept for later calls until :meth:`close`;
+        0 means one process per CPU core when there are enough images to repay starting them.
+        """
+        from facekit.engine import ProcessPoolEngine, SequentialEngine, resolve_workers, wants_pool
+
+        setting = self.config.workers if workers is None else workers
+        if not wants_pool(setting, images):
+            return SequentialEngine(self)
+        count = resolve_workers(setting)
+        pool = self.__dict__.get("_pool")
+        if pool is None or pool.workers != count:
+            self.close()
+            pool = self.__dict__["_pool"] = ProcessPoolEngine(self, count)
+        return pool
+
+    def close(self) -> None:
+        """Stop the pipeline's worker processes, if any (they are started again when needed)."""
+        pool = self.__dict__.pop("_pool", None)
+        if pool is not None:
+            pool.close()
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     def _use(self, stage: str) -> Any:
         lock = self._locks.get(stage)
         return lock if lock is not None else nullcontext()
@@ -318,6 +352,7 @@ class Pipeline:
         on_error: str = "raise",
         progress: Optional[bool] = None,
         cache: Optional[Union[str, os.PathLike, "EmbeddingCache"]] = None,
+        workers: Optional[int] = None,
     ) -> EmbedBatch:
         """Embed many images, batched. One :class:`Embedding` per selected face.
 
@@ -325,6 +360,8 @@ class Pipeline:
         ``result.failures``; ``"raise"`` stops at the first one. ``cache`` (a directory)
         keeps each file's result on disk, so an interrupted run resumes where it stopped.
         Embeddings read from the cache carry no chip (``embedding.face`` is None).
+        ``workers`` overrides the pipeline's ``workers`` setting (see :mod:`facekit.engine`):
+        images are read, detected and aligned in that many processes, and embedded here.
         """
         if cache is not None and not isinstance(cache, EmbeddingCache):
             cache = EmbeddingCache(cache, self.embedding_description())
@@ -346,13 +383,20 @@ class Pipeline:
             pending.clear()
             pending_keys.clear()
 
-        for item in _progress(items, progress, "embedding", self.name):
+        # cache look-ups first, so the engine gets only the images still to compute
+        keys: list[Optional[str]] = []
+        found: list[Any] = []
+        for item in items:
+            key = cache.key_for(item) if cache is not None and isinstance(item, (str, os.PathLike)) else None
+            keys.append(key)
+            found.append(None if isinstance(item, Embedding) or key is None else cache.get(key))  # type: ignore[union-attr]
+        to_compute = [item for item, cached in zip(items, found) if cached is None and not isinstance(item, Embedding)]
+        computed = self.engine_for(len(to_compute), workers).map_faces(to_compute)
+        for item, key, cached in zip(_progress(items, progress, "embedding", self.name), keys, found):
             if isinstance(item, Embedding):
                 flush()
                 result.append(item)
                 continue
-            key = cache.key_for(item) if cache is not None and isinstance(item, (str, os.PathLike)) else None
-            cached = cache.get(key) if key is not None else None  # type: ignore[union-attr]
             if cached is not None:
                 flush()  # keep results in input order
                 if isinstance(cached, str):
@@ -365,14 +409,13 @@ class Pipeline:
                         for v in cached
                     )
                 continue
-            try:
-                faces = self.align(item)
-            except FacekitError as exc:
-                if key is not None and isinstance(exc, (NoFaceError, MultipleFacesError)):
-                    cache.put_failure(key, str(exc))  # type: ignore[union-attr]
+            _, faces, error = next(computed)
+            if error is not None:
+                if key is not None and isinstance(error, (NoFaceError, MultipleFacesError)):
+                    cache.put_failure(key, str(error))  # type: ignore[union-attr]
                 if on_error == "raise":
-                    raise
-                result.failures.append((describe_source(item), str(exc)))
+                    raise error
+                result.failures.append((describe_source(item), str(error)))
                 continue
             pending.extend(faces)
             pending_keys.append((key, len(faces)))
@@ -466,21 +509,25 @@ class Pipeline:
         *,
         min_faces: int = 1,
         progress: Optional[bool] = None,
+        workers: Optional[int] = None,
         **params: Any,
     ) -> AggregateResult:
         """Combine the faces of many images (mean face, template embedding...).
 
         Images with no usable face are skipped and listed in ``result.skipped``; fewer
-        than ``min_faces`` usable faces is an error.
+        than ``min_faces`` usable faces is an error. ``workers``: as in :meth:`embed`.
         """
         component: Aggregator = self._optional_stage("aggregator", aggregator, params)  # type: ignore[assignment]
         faces: list[AlignedFace] = []
         skipped: list[tuple[str, str]] = []
-        for item in _progress(list(images), progress, "aligning", self.name):
-            try:
-                faces.extend(self.align(item)[:1] if self.config.multi_face != "all" else self.align(item))
-            except FacekitError as exc:
-                skipped.append((describe_source(item), str(exc)))
+        items = list(images)
+        results = self.engine_for(len(items), workers).map_faces(items)
+        for item in _progress(items, progress, "aligning", self.name):
+            _, found, error = next(results)
+            if error is not None:
+                skipped.append((describe_source(item), str(error)))
+            else:
+                faces.extend(found[:1] if self.config.multi_face != "all" else found)
         if len(faces) < min_faces:
             raise NoFaceError(
                 f"only {len(faces)} usable face(s) among {len(images)} image(s); at least {min_faces} needed"

@@ -71,6 +71,16 @@ def main(verbose: bool) -> None:
         os.environ["FACEKIT_VERBOSE"] = "1"
 
 
+def workers_option(func: Any) -> Any:
+    return click.option(
+        "--workers",
+        type=click.IntRange(0, 256),
+        default=None,
+        help="processes that read, detect and align the images, while this one embeds them "
+        "[default: the pipeline's `workers`, normally 0 = one per CPU core]; 1 = all in this process",
+    )(func)
+
+
 def pipeline_option(func: Any) -> Any:
     return click.option(
         "--pipeline",

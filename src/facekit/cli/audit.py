@@ -7,7 +7,7 @@ from typing import Optional
 
 import click
 
-from facekit.cli import pipeline_option
+from facekit.cli import pipeline_option, workers_option
 from facekit.cli.common import fit_markdown_table, fit_text, handle_errors, load_pipeline, terminal_width
 from facekit.errors import ConfigError
 
@@ -27,9 +27,11 @@ from facekit.errors import ConfigError
 @click.option("--cache", type=click.Path(file_okay=False), default=None,
               help="folder to keep each image's embedding in; reruns (and `facekit evaluate`) reuse it")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@workers_option
 @handle_errors
 def audit_command(populations: tuple[str, ...], pipeline: str, population_column: Optional[str], target_fmr: float,
-                  max_impostor_pairs: int, output: str, cache: Optional[str], progress: bool) -> None:
+                  max_impostor_pairs: int, output: str, cache: Optional[str], progress: bool,
+                  workers: Optional[int]) -> None:
     """Measure false matches and false non-matches per population.
 
     Each POPULATION is a folder of identity folders (FOLDER/<person>/<photos>, LFW's
@@ -60,9 +62,9 @@ def audit_command(populations: tuple[str, ...], pipeline: str, population_column
         if name and len(found) > 1:
             raise ConfigError(f"{spec}: NAME= names a single folder, but {path} holds {len(found)} populations")
         sets.extend(found)
-    built = load_pipeline(pipeline)
-    report = audit(built, sets, target_fmr=target_fmr, cache=cache, progress=progress,
-                   max_impostor_pairs=max_impostor_pairs)
+    with load_pipeline(pipeline, workers) as built:
+        report = audit(built, sets, target_fmr=target_fmr, cache=cache, progress=progress,
+                       max_impostor_pairs=max_impostor_pairs)
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "audit.json", report.to_json(indent=1) + "\n")

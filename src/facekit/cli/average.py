@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import click
 
+from facekit.cli import workers_option
 from facekit.cli.common import IMAGE_SUFFIXES, expand_image_paths, handle_errors, load_pipeline
 from facekit.errors import ConfigError, ImageError
 
@@ -35,6 +36,7 @@ PREFERRED_PIPELINE = "mediapipe"
               "side by side with labels")
 @click.option("--label", "labels", multiple=True, help="label of each group in --side-by-side (default: folder names)")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@workers_option
 @handle_errors
 def average_command(
     paths: tuple[str, ...],
@@ -46,6 +48,7 @@ def average_command(
     side_by_side: bool,
     labels: tuple[str, ...],
     progress: bool,
+    workers: Optional[int],
 ) -> None:
     """Average the faces in PATHS (files or folders) into one mean face, written to OUTPUT.
 
@@ -67,6 +70,8 @@ def average_command(
     if labels and not side_by_side:
         raise click.BadParameter("--label only applies with --side-by-side", param_hint="--label")
     built = _pipeline(pipeline)
+    if workers is not None:
+        built.config.workers = workers
     aggregator, params = _aggregator(built, method, size)
 
     if not side_by_side:

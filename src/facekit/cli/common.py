@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import click
 
@@ -28,10 +28,14 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def load_pipeline(spec: str, **overrides: Any) -> Any:
+def load_pipeline(spec: str, workers: Optional[int] = None) -> Any:
+    """A pipeline by name or YAML path; ``workers`` (the ``--workers`` option) overrides its setting."""
     from facekit.pipeline import Pipeline
 
-    return Pipeline.load(spec)
+    built = Pipeline.load(spec)
+    if workers is not None:
+        built.config.workers = workers
+    return built
 
 
 def refuse_urls(*paths: str) -> None:

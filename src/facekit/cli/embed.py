@@ -10,7 +10,7 @@ from typing import Any, Optional
 import click
 import numpy as np
 
-from facekit.cli import pipeline_option
+from facekit.cli import pipeline_option, workers_option
 from facekit.cli.common import expand_image_paths, handle_errors, load_pipeline
 from facekit.io import atomic_write, atomic_write_text
 
@@ -27,8 +27,10 @@ CHUNK_BATCHES = 4
 @click.option("--cache", type=click.Path(file_okay=False), default=None,
               help="directory to keep per-image results in; a rerun resumes from it")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@workers_option
 @handle_errors
-def embed_command(paths: tuple[str, ...], output: str, pipeline: str, cache: Optional[str], progress: bool) -> None:
+def embed_command(paths: tuple[str, ...], output: str, pipeline: str, cache: Optional[str], progress: bool,
+                  workers: Optional[int]) -> None:
     """Embed the faces in PATHS (files or folders) and write them to OUTPUT.
 
     Bad files and photos with no face are reported and skipped; OUTPUT is written
@@ -37,12 +39,12 @@ def embed_command(paths: tuple[str, ...], output: str, pipeline: str, cache: Opt
     interruption (Ctrl-C, kill, crash) the same command resumes where it stopped.
     """
     files = expand_image_paths(paths)
-    built = load_pipeline(pipeline)
+    built = load_pipeline(pipeline, workers)
     store = None
     if cache is not None:
         from facekit.cache import EmbeddingCache
 
-        store = EmbeddingCache(cache, built.to_yaml())
+        store = EmbeddingCache(cache, built.embedding_description())  # shared with evaluate and audit
     previous_sigterm = _sigterm_as_interrupt()
     try:
         sources, vectors, failures, faces = _embed_streaming(built, files, store, progress)
@@ -52,6 +54,7 @@ def embed_command(paths: tuple[str, ...], output: str, pipeline: str, cache: Opt
                        "run the same command again to resume.", err=True)
         raise
     finally:
+        built.close()  # the worker processes, if any
         if previous_sigterm is not _NOT_SET:
             signal.signal(signal.SIGTERM, previous_sigterm if previous_sigterm is not None else signal.SIG_DFL)
     out = Path(output)

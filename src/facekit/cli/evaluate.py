@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from facekit.cli import pipeline_option
+from facekit.cli import pipeline_option, workers_option
 from facekit.cli.common import handle_errors, load_pipeline
 from facekit.errors import ConfigError
 
@@ -18,7 +18,7 @@ _cache_help = "folder to keep each image's embedding in; a rerun (or the other c
 
 
 def _shared_options(plot_help: str) -> Callable[[Any], Any]:
-    """--plot, --no-plot, --cache, --limit and --progress: the options both commands end with."""
+    """--plot, --no-plot, --cache, --limit, --progress and --workers: the options both commands end with."""
     options = [
         click.option("--plot", default=None, type=click.Path(dir_okay=False),
                      help=f"{plot_help} [default: OUTPUT with .png]"),
@@ -28,6 +28,7 @@ def _shared_options(plot_help: str) -> Callable[[Any], Any]:
                      help="use only LIMIT same-person and LIMIT different-person pairs (of each fold), "
                           "spread evenly over the file"),
         click.option("--progress/--no-progress", default=True, show_default=True),
+        workers_option,
     ]
 
     def decorate(func: Any) -> Any:
@@ -65,7 +66,7 @@ def _report_failures(failures: dict[str, str], shown: int = 10) -> None:
 @handle_errors
 def evaluate_command(pairs: str, images: Optional[str], pipeline: str, train_pairs: Optional[str], folds: int,
                      far_targets: tuple[float, ...], output: str, plot: Optional[str], no_plot: bool,
-                     cache: Optional[str], limit: Optional[int], progress: bool) -> None:
+                     cache: Optional[str], limit: Optional[int], progress: bool, workers: Optional[int]) -> None:
     """Measure verification accuracy on labelled pairs.
 
     Embeds each image once, scores every pair and reports accuracy (k-fold, or with the
@@ -80,9 +81,9 @@ def evaluate_command(pairs: str, images: Optional[str], pipeline: str, train_pai
     """
     from facekit.evaluation import DEFAULT_FAR_TARGETS, evaluate
 
-    built = load_pipeline(pipeline)
-    report = evaluate(pairs, images, built, train_pairs=train_pairs, folds=folds,
-                      far_targets=far_targets or DEFAULT_FAR_TARGETS, cache=cache, progress=progress, limit=limit)
+    with load_pipeline(pipeline, workers) as built:
+        report = evaluate(pairs, images, built, train_pairs=train_pairs, folds=folds,
+                          far_targets=far_targets or DEFAULT_FAR_TARGETS, cache=cache, progress=progress, limit=limit)
     from facekit.io import atomic_write_text
 
     atomic_write_text(output, json.dumps(report.to_dict(), indent=1) + "\n")
@@ -119,7 +120,8 @@ def evaluate_command(pairs: str, images: Optional[str], pipeline: str, train_pai
 def calibrate_command(pairs: Optional[str], images: Optional[str], scores_json: Optional[str], pipeline: str,
                       method: str, name: Optional[str], description: str, fitted_on: Optional[str],
                       threshold_rule: str, check_pairs: Optional[str], output: str, plot: Optional[str],
-                      no_plot: bool, cache: Optional[str], limit: Optional[int], progress: bool) -> None:
+                      no_plot: bool, cache: Optional[str], limit: Optional[int], progress: bool,
+                      workers: Optional[int]) -> None:
     """Fit a mapping from raw score to P(same person) and to the impostor percentile.
 
     The result is a small JSON file: use it with `scoring: {calibration: PATH}` in a
@@ -148,16 +150,18 @@ def calibrate_command(pairs: Optional[str], images: Optional[str], scores_json: 
         metric, pipeline_name, model = data["metric"], data.get("pipeline"), data.get("model")
         source = data.get("pairs_file") or scores_json
         if check_file is not None:
-            built = load_pipeline(pipeline)
+            built = load_pipeline(pipeline, workers)
             if built.embedder.metric != metric:
                 raise ConfigError(f"{scores_json} holds {metric} scores but pipeline {pipeline!r} gives "
                                   f"{built.embedder.metric} scores; --check-pairs needs the same pipeline")
             check_scores = score_pairs([check_file], built, cache=cache, progress=progress)[0][0]
+            built.close()
     else:
-        built = load_pipeline(pipeline)
+        built = load_pipeline(pipeline, workers)
         fit_file = read_pairs(pairs, images, limit=limit)  # type: ignore[arg-type]
         files = [fit_file] + ([check_file] if check_file is not None else [])
         all_scores, failures, _ = score_pairs(files, built, cache=cache, progress=progress)
+        built.close()
         scores, labels = all_scores[0], fit_file.labels
         check_scores = all_scores[1] if check_file is not None else None
         metric, pipeline_name, model = built.embedder.metric, built.name, built.embedder.model_name

@@ -14,6 +14,24 @@ from facekit.types import Face, Image, Landmarks
 from facekit_mediapipe._runtime import LazyEngine
 
 
+#: ``box: dlib_hog``: where dlib's HOG detector puts its square box, in a frame given by the
+#: BlazeFace keypoints: origin at the midpoint of the eyes, unit = the distance from there to
+#: the mouth centre. (centre x, centre y, side), medians over the faces both detectors found
+#: in LFW's pairsDevTrain images (benchmarks/fit_blazeface_box.py). With this box, dlib's
+#: 5-point shape predictor lands within 5 % of the eye distance of where it lands in HOG's
+#: box for 95 % of faces (p95 3.6 %), and the chips match HOG's (docs/howto/throughput.rst).
+DLIB_HOG_BOX = (0.0627, 0.4874, 2.1815)
+
+
+def dlib_hog_box(keypoints: np.ndarray) -> tuple[float, float, float, float]:
+    """The box dlib's HOG detector would give, from BlazeFace's 6 keypoints (source pixels)."""
+    eyes = (keypoints[0] + keypoints[1]) / 2.0
+    unit = float(np.linalg.norm(keypoints[3] - eyes))
+    dx, dy, side = DLIB_HOG_BOX
+    cx, cy, half = eyes[0] + dx * unit, eyes[1] + dy * unit, side * unit / 2.0
+    return (float(cx - half), float(cy - half), float(cx + half), float(cy + half))
+
+
 def _to_pixels(relative: np.ndarray, width: int, height: int) -> np.ndarray:
     """MediaPipe's normalised [0, 1] coordinates -> pixel coordinates (pixel centres at integers)."""
     return relative * np.array([width, height], dtype=np.float64) - 0.5
@@ -41,6 +59,11 @@ class BlazeFaceDetector(LazyEngine, Detector):
             "full", description="full: any face size (photos); short: faces near the camera, face crops"
         )
         min_confidence: float = Field(0.5, ge=0.0, le=1.0, description="drop detections scored below this")
+        box: Literal["mediapipe", "dlib_hog"] = Field(
+            "mediapipe",
+            description="mediapipe: BlazeFace's own box; dlib_hog: the box dlib's HOG detector would give, "
+            "placed from the keypoints, so that dlib's aligners (dlib.chip5) cut the chips they cut from HOG's",
+        )
         model_path: Optional[str] = Field(
             None,
             description="a MediaPipe Tasks face-detector .tflite to use instead of the bundled models "
@@ -90,6 +113,8 @@ class BlazeFaceDetector(LazyEngine, Detector):
 
     def _face(self, box: tuple[float, float, float, float], score: float, rel: np.ndarray, width: int, height: int) -> Face:
         landmarks = Landmarks(_to_pixels(rel, width, height), "blazeface6") if len(rel) == 6 else None
+        if landmarks is not None and self.params.box == "dlib_hog":
+            box = dlib_hog_box(landmarks.points)
         return Face(box, score=score, landmarks=landmarks, detector=self.name)
 
 
