@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 from pydantic import Field
 
-from facekit.components import Embedder, Params
+from facekit.components import Embedder, Params, check_chips
 
 #: the model name both backends give their embeddings
 MODEL_NAME = "dlib_face_recognition_resnet_model_v1"
@@ -21,7 +22,7 @@ DIM = 128
 
 
 class DlibDescriptorEmbedder(Embedder):
-    """Base of the embedders of dlib's face descriptor; a subclass computes it (``embed``)."""
+    """Base of the embedders of dlib's face descriptor; a subclass computes it (``embed_batch``)."""
 
     metric = "euclidean"
     default_threshold = 0.6
@@ -34,3 +35,13 @@ class DlibDescriptorEmbedder(Embedder):
     @property
     def model_name(self) -> str:
         return MODEL_NAME
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        batch = check_chips(chips, INPUT_SIZE)
+        if len(batch) == 0:
+            return np.zeros((0, DIM), dtype=np.float32)
+        return self.embed_batch(batch)
+
+    def embed_batch(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 150, 150, 3) uint8 RGB chips, N >= 1, already checked -> (N, 128) float32 descriptors."""
+        raise NotImplementedError

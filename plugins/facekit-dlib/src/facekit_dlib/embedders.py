@@ -17,8 +17,8 @@ from typing import Any, Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from facekit.components import Lazy, check_chips
-from facekit.dlib_descriptor import DIM, INPUT_SIZE, DlibDescriptorEmbedder
+from facekit.components import Lazy
+from facekit.dlib_descriptor import DIM, DlibDescriptorEmbedder
 from facekit.errors import ModelFileError
 from facekit_dlib._models import FACE_RESNET, MODEL_FILES, MODELS_DISTRIBUTION, load_model, model_path
 
@@ -45,10 +45,7 @@ class DlibResnetEmbedder(DlibDescriptorEmbedder):
     def warm_up(self) -> None:
         self._model.get()
 
-    def embed(self, chips: np.ndarray) -> np.ndarray:
-        batch = check_chips(chips, INPUT_SIZE)
-        if len(batch) == 0:
-            return np.zeros((0, DIM), dtype=np.float32)
+    def embed_batch(self, batch: np.ndarray) -> np.ndarray:
         model = self._model.get()
         images = [np.ascontiguousarray(chip) for chip in batch]
         with self._lock:
@@ -116,12 +113,9 @@ class DlibResnetOnnxEmbedder(DlibDescriptorEmbedder):
     def warm_up(self) -> None:
         self._session.get()
 
-    def embed(self, chips: np.ndarray) -> np.ndarray:
+    def embed_batch(self, batch: np.ndarray) -> np.ndarray:
         from facekit_dlib.onnx_resnet import INPUT_NAME
 
-        batch = check_chips(chips, INPUT_SIZE)
-        if len(batch) == 0:
-            return np.zeros((0, DIM), dtype=np.float32)
         session = self._session.get()
         out = []
         for start in range(0, len(batch), self.max_batch):

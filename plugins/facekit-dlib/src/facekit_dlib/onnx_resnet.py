@@ -22,7 +22,7 @@ dlib's per-channel ``affine`` (a frozen batch norm) is folded into the convoluti
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -160,16 +160,12 @@ class _GraphBuilder:
         return self.op("Pad", x, self.constant("pads", pads))
 
 
-def _records(net: DlibNetFile) -> Iterator[object]:
-    yield from net.layers
-
-
 def build_onnx_model(net: DlibNetFile) -> bytes:
     """The serialized ONNX model (opset 13) of the network in ``net``.
 
     Raises ``ValueError`` if the records do not follow dlib's face ResNet layout.
     """
-    records = _records(net)
+    records = iter(net.layers)
 
     def take(kind: type, where: str):  # type: ignore[no-untyped-def]
         record = next(records, None)

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import Field
 
 from facekit.components import check_chips, TorchModel
-from facekit.dlib_descriptor import DIM, INPUT_SIZE, DlibDescriptorEmbedder
+from facekit.dlib_descriptor import INPUT_SIZE, DlibDescriptorEmbedder
 from facekit.errors import DependencyError, ModelFileError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -223,10 +223,7 @@ class DlibResnetTorchEmbedder(DlibDescriptorEmbedder):
         tensor = torch.from_numpy(arr).to(self.device)  # move uint8: 4x less to copy than float
         return tensor.permute(0, 3, 1, 2).to(torch.float32).contiguous()
 
-    def embed(self, chips: np.ndarray) -> np.ndarray:
-        batch = check_chips(chips, INPUT_SIZE)
-        if len(batch) == 0:
-            return np.zeros((0, DIM), dtype=np.float32)
+    def embed_batch(self, batch: np.ndarray) -> np.ndarray:
         torch = import_torch()
         self._get_module()
         module = self._fast
