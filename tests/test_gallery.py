@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,9 @@ def test_identify_every_face_open_set(enrolled: Path, faces_dir: Path) -> None:
         best = third[0].best
         assert best.same and best.probability > 0.9 and best.impostor_percentile > 0.99
         assert [c.person for c in third[0].candidates][0] == "Barack Obama" and third[0].ratio < 0.8
+        assert gallery.decide(third[0].candidates) == "Barack Obama"
+        ambiguous = (best, replace(third[0].candidates[1], score=best.score * 1.1))  # a second person almost as near
+        assert gallery.decide(ambiguous) is None and gallery.decide(ambiguous[:1]) == "Barack Obama"
 
         stranger = gallery.identify(ex / "knn_examples/train/rose_leslie/img1.jpg")
         assert len(stranger) == 1 and stranger[0].person is None and stranger[0].to_dict()["person"] == "unknown"

@@ -227,6 +227,18 @@ class SearchIndex(Component):
     def __len__(self) -> int:
         raise NotImplementedError
 
+    #: True if :meth:`save` and :meth:`load` work: a gallery then keeps the built index in a
+    #: file beside it and reuses it until the faces change, instead of building it every run
+    persistent: ClassVar[bool] = False
+
+    def save(self, path: str) -> None:
+        """Write the built index to ``path`` (only if ``persistent``)."""
+        raise NotImplementedError
+
+    def load(self, path: str, metric: Literal["euclidean", "cosine"]) -> None:
+        """Read an index written by :meth:`save`, in place of :meth:`build`."""
+        raise NotImplementedError
+
 
 BASES: dict[str, type[Component]] = {
     "detector": Detector,

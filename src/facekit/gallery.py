@@ -531,6 +531,8 @@ class Gallery:
                 report.added.append(source)
             if not report.added and not conn.execute("SELECT 1 FROM photos WHERE person_id = ?", (person_id,)).fetchone():
                 conn.execute("DELETE FROM people WHERE id = ?", (person_id,))  # no photo, no person
+            if report.added:
+                _next_generation(conn)
 
     def _is_new(self, digest: str, where: str, report: AddReport) -> bool:
         """True if no photo with this content is in the gallery; else note it in ``report``."""
@@ -565,6 +567,7 @@ class Gallery:
             conn.execute("DELETE FROM faces WHERE photo_id IN (SELECT id FROM photos WHERE person_id = ?)", (person_id,))
             conn.execute("DELETE FROM photos WHERE person_id = ?", (person_id,))
             conn.execute("DELETE FROM people WHERE id = ?", (person_id,))
+            _next_generation(conn)
         return int(count)
 
     def rename(self, old: str, new: str) -> None:
@@ -611,12 +614,17 @@ class Gallery:
             version = (int(self._conn.execute("PRAGMA data_version").fetchone()[0]), self._changes)
             if self._index is not None and version == self._loaded_version:
                 return
-            rows = self._conn.execute(
-                "SELECT faces.vector, faces.x0, faces.y0, faces.x1, faces.y1, photos.path, people.name "
-                "FROM faces JOIN photos ON photos.id = faces.photo_id JOIN people ON people.id = photos.person_id "
-                "ORDER BY faces.id"
-            ).fetchall()
-        from facekit.plugins import get_registry
+            self._conn.execute("BEGIN")  # one snapshot for the generation and the rows
+            try:
+                row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+                generation = int(row[0]) if row else 0
+                rows = self._conn.execute(
+                    "SELECT faces.vector, faces.x0, faces.y0, faces.x1, faces.y1, photos.path, people.name "
+                    "FROM faces JOIN photos ON photos.id = faces.photo_id JOIN people ON people.id = photos.person_id "
+                    "ORDER BY faces.id"
+                ).fetchall()
+            finally:
+                self._conn.execute("COMMIT")
 
         dim = self.dim or (len(rows[0][0]) // 4 if rows else 0)
         self._vectors = np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), dim)
@@ -626,10 +634,43 @@ class Gallery:
         self._names = sorted(set(names))
         lookup = {n: i for i, n in enumerate(self._names)}
         self._person_of = np.array([lookup[n] for n in names], dtype=np.int64)
-        index = get_registry().get("index", self._index_name)(self._index_params)
-        index.build(self._vectors, self.metric)  # type: ignore[arg-type]
-        self._index = index
+        self._index = self._built_index(generation)
         self._loaded_version = version
+
+    def index_file(self, generation: int) -> Path:
+        """Where a persistent index of this gallery's faces at ``generation`` is kept."""
+        # the creation time tells this gallery from an earlier file of the same name
+        key = json.dumps([self._index_name, self._index_params, self.metric, self._meta.get("created")], sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+        return self.path.with_name(f"{self.path.name}.{self._index_name}-{digest}-g{generation}.index")
+
+    def _built_index(self, generation: int) -> "SearchIndex":
+        """The index over ``self._vectors``: read from its file when one matches, else built (and saved)."""
+        from facekit.plugins import get_registry
+
+        index: SearchIndex = get_registry().get("index", self._index_name)(self._index_params)  # type: ignore[assignment]
+        if not index.persistent or not len(self._vectors):
+            index.build(self._vectors, self.metric)
+            return index
+        target = self.index_file(generation)
+        if target.is_file():
+            try:
+                index.load(str(target), self.metric)
+                if len(index) == len(self._vectors):
+                    return index
+            except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt, never trusted
+                pass
+        index.build(self._vectors, self.metric)
+        partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        try:
+            index.save(str(partial))
+            os.replace(partial, target)
+            for stale in self.path.parent.glob(f"{self.path.name}.{self._index_name}-*.index"):
+                if stale != target:
+                    stale.unlink(missing_ok=True)
+        except OSError:  # a read-only folder: the index works, it is just not kept
+            partial.unlink(missing_ok=True)
+        return index
 
     def _scored(self, score: float) -> tuple[bool, Optional[float], Optional[float]]:
         pipeline = self.pipeline
@@ -677,6 +718,17 @@ class Gallery:
             ])
         return out
 
+    def decide(self, candidates: Sequence[Candidate]) -> Optional[str]:
+        """The person that :meth:`match`'s ``candidates`` for one face name, or None ("unknown").
+
+        The same open-set rule as :meth:`identify`: the best candidate passes the threshold
+        and the ratio test (pass at least two candidates, ``k >= 2``, for the ratio).
+        """
+        if not candidates:
+            return None
+        return Identification(Face((0.0, 0.0, 0.0, 0.0)), tuple(candidates), None,
+                              distance_ratio(*candidates[:2]), self.max_ratio).person
+
     def identify(self, image: Union[ImageSource, Sequence[Embedding]], k: int = 5) -> list[Identification]:
         """Every face in ``image`` (a path, bytes or an RGB array, e.g. a video frame) with its candidates.
 
@@ -723,10 +775,18 @@ class Gallery:
                 continue
             same, probability, impostor = self._scored(float(score))
             hits.append(SearchHit(
-                self._names[self._person_of[face_id]], self._photos[face_id], self._boxes[face_id],  # type: ignore[arg-type]
+                self._names[self._person_of[face_id]], self._photos[face_id], self._boxes[face_id],
                 float(score), self.metric, same, probability, impostor,
             ))
         return hits
+
+
+def _next_generation(conn: sqlite3.Connection) -> None:
+    """Count a change of the stored faces (persistent indexes are keyed by it)."""
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('generation', '1') "
+        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
 
 
 def _face_of(embedding: Embedding) -> Face:

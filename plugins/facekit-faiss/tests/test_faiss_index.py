@@ -12,6 +12,7 @@ from facekit.gallery import Gallery
 from facekit.index import ExactIndex
 from facekit.plugins import get_registry
 from facekit.testing import modules_imported_by
+from facekit.types import Embedding
 
 EXAMPLES = "face_recognition_examples/examples"
 
@@ -79,3 +80,26 @@ def test_a_gallery_identifies_through_faiss(tmp_path: Path, faces_dir: Path) -> 
         assert approx._index_name == "faiss"
         query = ex / "obama_small.jpg"
         assert [h.person for h in approx.search(query, 2)] == [h.person for h in exact.search(query, 2)]
+
+
+def test_a_gallery_keeps_the_built_index_until_its_faces_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from facekit_faiss.index import FaissIndex
+
+    model = "dlib_face_recognition_resnet_model_v1"
+    vectors = clustered(3000, dim=128)
+    params = {"method": "hnsw", "ef_search": 64}
+    with Gallery.create(tmp_path / "g.db", index="faiss", index_params=params) as gallery:
+        for start in range(0, 3000, 1000):
+            gallery.add_embeddings(f"P{start}", [Embedding(v, model, "euclidean", source=f"v{start + i}")
+                                                 for i, v in enumerate(vectors[start : start + 1000])])
+        first = gallery.match(vectors[:5], k=1)
+        kept = list(tmp_path.glob("g.db.faiss-*.index"))
+        assert len(kept) == 1
+    builds = []
+    real_build = FaissIndex.build
+    monkeypatch.setattr(FaissIndex, "build", lambda self, *a: builds.append(1) or real_build(self, *a))
+    with Gallery.open(tmp_path / "g.db") as again:
+        assert again.match(vectors[:5], k=1) == first and builds == []  # read from the file, not rebuilt
+        again.remove("P0")
+        assert [c[0].person for c in again.match(vectors[:2], k=1)] != ["P0", "P0"] and builds == [1]
+    assert list(tmp_path.glob("g.db.faiss-*.index")) != kept and len(list(tmp_path.glob("g.db.faiss-*.index"))) == 1

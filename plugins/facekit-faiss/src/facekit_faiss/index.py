@@ -40,6 +40,7 @@ class FaissIndex(SearchIndex):
     name = "faiss"
     description = "FAISS approximate search (IVF or HNSW; exact for small galleries), from facekit-faiss"
     exact = False
+    persistent = True
 
     class Params(Params):
         method: Literal["auto", "flat", "ivf", "hnsw"] = Field(
@@ -82,7 +83,6 @@ class FaissIndex(SearchIndex):
         elif method == "hnsw":
             index = faiss.IndexHNSWFlat(dim, p.hnsw_m, faiss_metric)
             index.hnsw.efConstruction = p.ef_construction
-            index.hnsw.efSearch = p.ef_search
         else:
             nlist = p.nlist or int(2 * math.sqrt(count))
             nlist = max(1, min(nlist, count // 39))  # k-means wants about 39 points per list
@@ -91,9 +91,25 @@ class FaissIndex(SearchIndex):
             sample = np.random.default_rng(0).choice(count, min(count, 64 * nlist), replace=False)
             index.cp.max_points_per_centroid = 64
             index.train(vectors[np.sort(sample)])
-            index.nprobe = min(p.nprobe, nlist)
         index.add(vectors)
-        self._index, self._metric, self._count, self.method = index, metric, count, method
+        self._use(index, metric, method)
+
+    def _use(self, index: Any, metric: str, method: str) -> None:
+        """Keep ``index`` and apply the search-time parameters (they may differ from the build's)."""
+        if method == "hnsw":
+            index.hnsw.efSearch = self.params.ef_search  # type: ignore[attr-defined]
+        elif method == "ivf":
+            index.nprobe = min(self.params.nprobe, index.nlist)  # type: ignore[attr-defined]
+        self._index, self._metric, self._count, self.method = index, metric, int(index.ntotal), method
+
+    def save(self, path: str) -> None:
+        _FAISS.get().write_index(self._index, str(path))
+
+    def load(self, path: str, metric: Literal["euclidean", "cosine"]) -> None:
+        faiss = _FAISS.get()
+        index = faiss.read_index(str(path))
+        method = "hnsw" if isinstance(index, faiss.IndexHNSW) else "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
+        self._use(index, metric, method)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
