@@ -269,6 +269,18 @@ def test_readers_see_whole_transactions_while_a_writer_writes(tmp_path: Path, pi
         assert len(gallery) == 403 and len(gallery.people()) == 41
 
 
+def test_people_with_many_photos_do_not_hide_the_second_candidate(tmp_path: Path, pipeline: Pipeline) -> None:
+    rng = np.random.default_rng(3)
+    crowd = rng.normal(size=(1, 128)) + 0.01 * rng.normal(size=(200, 128))  # 200 photos of one person
+    with Gallery.create(tmp_path / "g.db", pipeline) as gallery:
+        model = _model_name(pipeline)
+        photos = [Embedding(v, model, "euclidean", source=f"m{i}") for i, v in enumerate(crowd.astype(np.float32))]
+        gallery.add_embeddings("Many", photos)
+        gallery.add_embeddings("Other", [Embedding(rng.normal(size=128).astype(np.float32), model, "euclidean", source="o")])
+        ranked = gallery.match(crowd[:1].astype(np.float32), k=2)[0]
+    assert [c.person for c in ranked] == ["Many", "Other"]
+
+
 def test_distance_ratio_uses_distances_for_both_metrics() -> None:
     from facekit.gallery import Candidate
 

@@ -694,8 +694,16 @@ class Gallery:
         if vectors.shape[1] != self._vectors.shape[1]:
             raise ConfigError(f"{self.path}: queries are {vectors.shape[1]}-D, the gallery's faces {self._vectors.shape[1]}-D")
         assert self._index is not None
+        # widen the search until every query sees k people (people with many photos fill the nearest faces)
+        wanted = min(k, len(self._names))
         reach = min(len(self._vectors), max(8 * k, 32))
-        face_scores, face_ids = self._index.search(vectors, reach)
+        while True:
+            face_scores, face_ids = self._index.search(vectors, reach)
+            if reach == len(self._vectors) or all(
+                len(set(self._person_of[row[row >= 0]].tolist())) >= wanted for row in face_ids
+            ):
+                break
+            reach = min(len(self._vectors), reach * 4)
         sign = 1.0 if similarity.higher_is_more_similar(self.metric) else -1.0
         out = []
         for query, scores, ids in zip(vectors, face_scores, face_ids):
