@@ -90,6 +90,8 @@ def test_rename_merge_remove_and_errors(tmp_path: Path, gallery: Path, faces_dir
     assert missing.exit_code == 2 and "no person named 'Nobody'" in missing.stderr
     again = run("gallery", "create", copy)
     assert again.exit_code == 2 and "already exists" in again.stderr
+    typo = run("gallery", "create", tmp_path / "new.db", "--index", "exact", "--index-param", "batch_sise=8")
+    assert typo.exit_code == 2 and "did you mean 'batch_size'" in typo.stderr and not (tmp_path / "new.db").exists()
     foreign = tmp_path / "notes.db"
     foreign.write_text("hello")
     refused = run("identify", foreign, faces_dir / EXAMPLES / "obama.jpg")

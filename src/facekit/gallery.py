@@ -333,7 +333,15 @@ class Gallery:
         if template not in TEMPLATE_RULES:
             raise ConfigError(f"unknown template rule {template!r}; choose one of {', '.join(TEMPLATE_RULES)}")
         pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.load(pipeline)
-        get_registry().get("index", index)  # an unknown index is an error now, with the choices
+        from facekit.config import validate_model
+
+        # an unknown index or a bad parameter is an error now, not at the first query
+        index_cls = get_registry().get("index", index)
+        try:
+            validate_model(index_cls.Params, index_params or {}, prefix=("index_params",))
+        except ConfigError as exc:
+            problems = str(exc).split("\n", 1)[-1].strip()  # the lines that name each bad key
+            raise ConfigError(f"{path}: bad parameters for the search index {index!r}: {problems}") from None
         embedder = pipe.embedder
         meta = {
             "format": "facekit-gallery",

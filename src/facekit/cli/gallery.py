@@ -88,14 +88,27 @@ def gallery_group() -> None:
               help="bundled pipeline name, or path to a pipeline YAML file; the gallery keeps it")
 @click.option("--index", "index_name", default="exact", show_default=True,
               help="search index (`facekit list index` shows the installed ones)")
+@click.option("--index-param", "index_params", multiple=True, metavar="KEY=VALUE",
+              help="a parameter of the search index, e.g. ef_search=512 (repeatable)")
 @click.option("--template", type=click.Choice(["max", "mean", "mean_score"]), default=None,
               help="how a person with several photos is scored (default: max, chosen by measurement)")
 @handle_errors
-def create_command(gallery: str, pipeline: str, index_name: str, template: Optional[str]) -> None:
+def create_command(gallery: str, pipeline: str, index_name: str, index_params: tuple[str, ...],
+                   template: Optional[str]) -> None:
     """Make an empty gallery file for a pipeline's embeddings."""
+    import yaml
+
+    from facekit.errors import ConfigError
     from facekit.gallery import DEFAULT_TEMPLATE_RULE, Gallery
 
-    made = Gallery.create(gallery, pipeline, index=index_name, template=template or DEFAULT_TEMPLATE_RULE)
+    params = {}
+    for item in index_params:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--index-param {item!r}: write KEY=VALUE, e.g. --index-param ef_search=512")
+        params[key.strip()] = yaml.safe_load(value)
+    made = Gallery.create(gallery, pipeline, index=index_name, index_params=params,
+                          template=template or DEFAULT_TEMPLATE_RULE)
     click.echo(f"created {gallery} (pipeline {made.pipeline.name!r}, model {made.pipeline.embedder.model_name!r})")
 
 
