@@ -191,11 +191,13 @@ class ProcessPoolEngine(Engine):
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 
-    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
-        try:
-            self.close()
-        except Exception:
-            pass
+    def __del__(self) -> None:  # pragma: no cover - a pool nobody closed: stop it without waiting
+        executor = self.__dict__.get("_executor")
+        if executor is not None:
+            try:
+                executor.shutdown(wait=False, cancel_futures=True)
+            except Exception:
+                pass
 
 
 @contextmanager

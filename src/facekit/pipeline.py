@@ -85,6 +85,7 @@ class Pipeline:
             cls = registry.get(STAGE_KINDS[field_name], stage.name)
             self.components[field_name] = cls(cls.Params.model_validate(stage.params))
         self._locks = {name: threading.RLock() for name in self.components}
+        self._engine_lock = threading.RLock()  # the worker pool, started on demand (engine_for)
         self._calibration: Any = None
         self._calibration_loaded = False
         self._check_fit()
@@ -242,18 +243,21 @@ class Pipeline:
         from facekit.engine import ProcessPoolEngine, SequentialEngine, resolve_workers, wants_pool
 
         setting = self.config.workers if workers is None else workers
-        if not wants_pool(setting, images):
-            return SequentialEngine(self)
         count = resolve_workers(setting)
-        pool = self.__dict__.get("_pool")
-        if pool is None or pool.workers != count:
-            self.close()
-            pool = self.__dict__["_pool"] = ProcessPoolEngine(self, count)
-        return pool
+        with self._engine_lock:
+            pool = self.__dict__.get("_pool")
+            running = pool is not None and pool.workers == count and setting != 1 and images >= 2
+            if not running and not wants_pool(setting, images):  # a running pool serves any later call
+                return SequentialEngine(self)
+            if pool is None or pool.workers != count:
+                self.close()
+                pool = self.__dict__["_pool"] = ProcessPoolEngine(self, count)
+            return pool
 
     def close(self) -> None:
         """Stop the pipeline's worker processes, if any (they are started again when needed)."""
-        pool = self.__dict__.pop("_pool", None)
+        with self._engine_lock:
+            pool = self.__dict__.pop("_pool", None)
         if pool is not None:
             pool.close()
 

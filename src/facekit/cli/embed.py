@@ -17,6 +17,9 @@ from facekit.io import atomic_write, atomic_write_text
 #: images handed to Pipeline.embed at a time, in embedder batches: only the vectors of
 #: finished chunks are kept, so memory stays flat however many images there are
 CHUNK_BATCHES = 4
+#: with worker processes, chunks this many times longer: the pool drains at the end of each
+#: chunk (the workers wait while the last batch is embedded), so fewer ends keep them busy
+POOL_CHUNK_FACTOR = 8
 
 
 @click.command("embed")
@@ -95,7 +98,11 @@ def _embed_streaming(built: Any, files: list[str], store: Any,
     """Embed ``files`` chunk by chunk, keeping only sources, vectors, failures and which face each vector is."""
     from tqdm.auto import tqdm
 
+    from facekit.engine import wants_pool
+
     chunk = max(1, built.config.batch_size * CHUNK_BATCHES)
+    if wants_pool(built.config.workers, len(files)):
+        chunk *= POOL_CHUNK_FACTOR
     sources: list[str] = []
     vectors: list[np.ndarray] = []
     failures: list[dict[str, str]] = []
