@@ -24,7 +24,7 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional, Sequence, Union
 
@@ -463,36 +463,78 @@ class Gallery:
         except NoFaceError:
             return []
 
-    def add(self, name: str, images: Union[ImageSource, Sequence[ImageSource]], *, progress: Optional[bool] = None) -> AddReport:
+    def embed_photos(
+        self, images: Sequence[ImageSource], *, progress: Optional[bool] = None, workers: Optional[int] = None
+    ) -> tuple[list[list[Embedding]], list[tuple[str, str]]]:
+        """Every face of each image (largest first), batched, and (image, reason) for the skipped ones.
+
+        Files go through :meth:`Pipeline.embed <facekit.pipeline.Pipeline.embed>` in one
+        call (its worker processes with ``workers``); other inputs (arrays, bytes) one by one.
+        """
+        files = list(dict.fromkeys(describe_source(i) for i in images if isinstance(i, (str, os.PathLike))))
+        by_source: dict[str, list[Embedding]] = {}
+        batch = self.pipeline.embed(files, on_error="skip", progress=progress, workers=workers) if files else []
+        for embedding in batch:
+            by_source.setdefault(str(embedding.source), []).append(embedding)
+        failed = dict(getattr(batch, "failures", []))
+        faces: list[list[Embedding]] = []
+        failures: list[tuple[str, str]] = []
+        for item in images:
+            where = describe_source(item)
+            if isinstance(item, (str, os.PathLike)):
+                found = by_source.get(where, [])
+                if where in failed:
+                    failures.append((where, failed[where]))
+            else:
+                try:
+                    found = self.faces_of(item)
+                except FacekitError as exc:
+                    failures.append((where, str(exc)))
+                    found = []
+            faces.append(found)
+        return faces, failures
+
+    def add(
+        self,
+        name: str,
+        images: Union[ImageSource, Sequence[ImageSource]],
+        *,
+        progress: Optional[bool] = None,
+        workers: Optional[int] = None,
+    ) -> AddReport:
         """Enrol photos of ``name`` (made a new person if needed), the largest face of each.
 
         Photos already in the gallery are left as they are; unreadable photos and photos
         without a face are skipped and listed in ``report.failures``. Everything is
         written in one transaction at the end.
         """
-        from facekit.pipeline import _is_single, _progress
+        from facekit.pipeline import _is_single
 
         name = _check_name(name)
         items = [images] if _is_single(images) else list(images)  # type: ignore[arg-type]
         report = AddReport(name)
-        chosen: list[Embedding] = []
-        digests: list[str] = []
-        for item in _progress(items, progress, "enrolling", name):
+        new_items, digests = [], []
+        for item in items:
             where = describe_source(item)
             try:
                 digest = content_hash(item)
-                if not self._is_new(digest, where, report):
-                    continue
-                faces = self.faces_of(item)
             except FacekitError as exc:
                 report.failures.append((where, str(exc)))
                 continue
-            if not faces:
-                report.failures.append((where, "no face found"))
-                continue
-            chosen.append(faces[0])
-            digests.append(digest)
-        self._insert(name, chosen, digests, report)
+            if self._is_new(digest, where, report) and digest not in digests:
+                new_items.append(item)
+                digests.append(digest)
+        faces, failures = self.embed_photos(new_items, progress=progress, workers=workers)
+        report.failures.extend(failures)
+        failed = {where for where, _ in failures}
+        chosen, kept = [], []
+        for item, found, digest in zip(new_items, faces, digests):
+            if found:
+                chosen.append(found[0])
+                kept.append(digest)
+            elif describe_source(item) not in failed:
+                report.failures.append((describe_source(item), "no face found"))
+        self._insert(name, chosen, kept, report)
         return report
 
     def add_embeddings(self, name: str, embeddings: Sequence[Embedding]) -> AddReport:
@@ -762,6 +804,27 @@ class Gallery:
         else:
             faces = self.faces_of(image)
             source = describe_source(image)
+        return self._identified(faces, source, k)
+
+    def identify_many(
+        self, images: Sequence[ImageSource], k: int = 5, *, progress: Optional[bool] = None,
+        workers: Optional[int] = None,
+    ) -> tuple[list[tuple[str, list[Identification]]], list[tuple[str, str]]]:
+        """:meth:`identify` for many photos, embedded in batches (and worker processes, see
+        :meth:`embed_photos`): ``(source, faces)`` per readable photo in input order, and
+        ``(source, reason)`` for the photos skipped (unreadable, or no face found)."""
+        faces, failures = self.embed_photos(list(images), progress=progress, workers=workers)
+        failed = {where for where, _ in failures}
+        every = [f for found in faces for f in found]
+        ranked = iter(self._identified(every, None, k))
+        results = []
+        for item, found in zip(images, faces):
+            where = describe_source(item)
+            if where not in failed:
+                results.append((where, [replace(next(ranked), source=where) for _ in found]))
+        return results, failures
+
+    def _identified(self, faces: Sequence[Embedding], source: Optional[str], k: int) -> list[Identification]:
         if not faces:
             return []
         ranked = self.match(np.stack([f.vector for f in faces]), max(k, 2))

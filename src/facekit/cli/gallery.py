@@ -10,8 +10,9 @@ from typing import Any, Callable, Optional
 
 import click
 
+from facekit.cli import workers_option
 from facekit.cli.common import expand_image_paths, handle_errors
-from facekit.errors import FacekitError, NoFaceError
+from facekit.errors import FacekitError, ImageError, NoFaceError
 from facekit.video import VIDEO_SUFFIXES
 
 #: file suffix -> "module:function" that identifies people in such a file: ``function(gallery, path, k)``
@@ -51,16 +52,9 @@ def _skipped(where: str, message: str) -> None:
     click.echo(f"skipped: {message}" if where in message else f"skipped {where}: {message}", err=True)
 
 
-def identify_photo(gallery: Any, path: str, k: int) -> dict[str, Any]:
-    """One photo's faces as JSON-ready data (see ``facekit identify --json``)."""
-    return {"input": path, "faces": [found.to_dict() for found in gallery.identify(path, k=k)]}
-
-
 def _handler_for(path: str) -> Callable[[Any, str, int], dict[str, Any]]:
-    target = INPUT_HANDLERS.get(Path(path).suffix.lower())
-    if target is None:
-        return identify_photo
-    module_name, attr = target.split(":")
+    """The INPUT_HANDLERS function for a file that is not a photo (a video)."""
+    module_name, attr = INPUT_HANDLERS[Path(path).suffix.lower()].split(":")
     return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
 
 
@@ -116,8 +110,9 @@ def create_command(gallery: str, pipeline: str, index_name: str, index_params: t
 @click.argument("gallery", type=click.Path(dir_okay=False))
 @click.argument("name")
 @click.argument("photos", nargs=-1, required=True)
+@workers_option
 @handle_errors
-def add_command(gallery: str, name: str, photos: tuple[str, ...]) -> None:
+def add_command(gallery: str, name: str, photos: tuple[str, ...], workers: Optional[int]) -> None:
     """Enrol PHOTOS (files or folders) of the person NAME: the largest face of each photo.
 
     Photos already in the gallery are left alone; unreadable photos and photos without a
@@ -125,7 +120,7 @@ def add_command(gallery: str, name: str, photos: tuple[str, ...]) -> None:
     """
     paths, missing = _expand(photos)
     with _open(gallery) as opened:
-        report = opened.add(name, paths, progress=len(paths) > 1 and sys.stderr.isatty())
+        report = opened.add(name, paths, progress=len(paths) > 1 and sys.stderr.isatty(), workers=workers)
     report.failures[:0] = [(where, message) for where, message, _ in missing]
     for where, reason in report.failures:
         _skipped(where, reason)
@@ -196,29 +191,45 @@ def merge_command(gallery: str, source: str, into: str) -> None:
 @click.option("--pipeline", "-p", default=None,
               help="another pipeline with the gallery's aligner and embedder (default: the gallery's own)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON: per input, per face: box, person or 'unknown', candidates")
+@workers_option
 @handle_errors
-def identify_command(gallery: str, inputs: tuple[str, ...], k: int, pipeline: Optional[str], as_json: bool) -> None:
+def identify_command(gallery: str, inputs: tuple[str, ...], k: int, pipeline: Optional[str], as_json: bool,
+                     workers: Optional[int]) -> None:
     """Say who is in each photo: every face, its best match or "unknown", and candidates.
 
-    A face is "unknown" when no one in the gallery passes the pipeline's threshold.
-    Unreadable files are reported and skipped.
+    A face is "unknown" when no one in the gallery passes the pipeline's threshold, or
+    when the best person is not clearly nearer than the second (the ratio test).
+    Unreadable files and photos without a face are reported and skipped.
     """
     paths, missing = _expand(inputs)
-    results: list[dict[str, Any]] = []
+    found: dict[str, dict[str, Any]] = {}
     failures = [{"input": where, "error": message} for where, message, _ in missing]
     exit_codes = [code for _, _, code in missing]
+
+    def skip(where: str, message: str, code: int) -> None:
+        failures.append({"input": where, "error": message})
+        exit_codes.append(code)
+        if not as_json:
+            _skipped(where, message)
+
     if not as_json:
         for where, message, _ in missing:
             _skipped(where, message)
+    photos = [path for path in paths if Path(path).suffix.lower() not in INPUT_HANDLERS]
     with _open(gallery, pipeline) as opened:
-        for path in _progress(paths, "identifying"):
+        if photos:  # one batched pass (worker processes) over every photo
+            identified, skipped = opened.identify_many(photos, k=k, workers=workers,
+                                                       progress=len(photos) > 1 and sys.stderr.isatty())
+            for where, faces in identified:
+                found[where] = {"input": where, "faces": [face.to_dict() for face in faces]}
+            for where, message in skipped:
+                skip(where, message, ImageError.exit_code)
+        for path in _progress([p for p in paths if p not in photos], "identifying"):
             try:
-                results.append(_handler_for(path)(opened, path, k))
+                found[path] = _handler_for(path)(opened, path, k)
             except FacekitError as exc:
-                failures.append({"input": path, "error": str(exc)})
-                exit_codes.append(exc.exit_code)
-                if not as_json:
-                    _skipped(path, str(exc))
+                skip(path, str(exc), exc.exit_code)
+    results = [found[path] for path in dict.fromkeys(paths) if path in found]
     if as_json:
         click.echo(json.dumps({"gallery": gallery, "inputs": results, "failures": failures}, indent=2))
     else:
