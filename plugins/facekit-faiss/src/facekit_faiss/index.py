@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional
+from typing import Any, Iterable, Literal, Optional
 
 import numpy as np
 from pydantic import Field
@@ -19,7 +19,7 @@ def _import_faiss() -> Any:
     except ImportError as exc:
         raise DependencyError(
             f"the 'faiss' search index needs the faiss-cpu package ({exc}); "
-            "install it with `pip install facekit-faiss` (or `pip install 'faiss-cpu>=1.9,<1.16'`)"
+            "install it with `pip install facekit-faiss` (or `pip install 'faiss-cpu>=1.15,<1.16'`)"
         ) from exc
     return faiss
 
@@ -92,6 +92,45 @@ class FaissIndex(SearchIndex):
             index.cp.max_points_per_centroid = 64
             index.train(vectors[np.sort(sample)])
         index.add(vectors)
+        self._use(index, metric, method)
+
+    def build_from_chunks(self, chunks: Iterable[np.ndarray], metric: Literal["euclidean", "cosine"], count: int) -> None:
+        """:meth:`build` from ``count`` vectors arriving in chunks (e.g. read from Parquet), so they never
+        sit in one Python array: FAISS's copy is the only full one. IVF trains on the first chunks."""
+        faiss = _FAISS.get()
+        p: FaissIndex.Params = self.params  # type: ignore[assignment]
+        if p.threads:
+            faiss.omp_set_num_threads(p.threads)
+        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+        method = p.method if p.method != "auto" else ("flat" if count < max(p.exact_below, 39) else "hnsw")
+        index: Any = None
+        waiting: list[np.ndarray] = []  # IVF: chunks held until enough rows to train on
+        nlist = max(1, min(p.nlist or int(2 * math.sqrt(count)), count // 39))
+        for chunk in chunks:
+            chunk = np.ascontiguousarray(unit_rows(chunk) if metric == "cosine" else chunk, dtype=np.float32)
+            if index is None:
+                dim = chunk.shape[1]
+                if method == "flat":
+                    index = faiss.IndexFlat(dim, faiss_metric)
+                elif method == "hnsw":
+                    index = faiss.IndexHNSWFlat(dim, p.hnsw_m, faiss_metric)
+                    index.hnsw.efConstruction = p.ef_construction
+                else:
+                    index = faiss.IndexIVFFlat(faiss.IndexFlat(dim, faiss_metric), dim, nlist, faiss_metric)
+                    index.cp.max_points_per_centroid = 64
+            if method == "ivf" and not index.is_trained:
+                waiting.append(chunk)
+                if sum(len(c) for c in waiting) < min(count, 64 * nlist):
+                    continue
+                index.train(np.concatenate(waiting)[: 64 * nlist])
+                chunk, waiting = np.concatenate(waiting), []
+            index.add(chunk)
+        if waiting:  # fewer rows than the training sample wanted: train on all of them
+            rows = np.concatenate(waiting)
+            index.train(rows)
+            index.add(rows)
+        if index is None:
+            raise ValueError("no vectors to index")
         self._use(index, metric, method)
 
     def _use(self, index: Any, metric: str, method: str) -> None:
