@@ -24,23 +24,38 @@ POOL_CHUNK_FACTOR = 8
 
 @click.command("embed")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="output file: .npz (arrays `sources`, `vectors`, `boxes`, `face_indices`, `faces_found`) or .json")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="output file: .npz (arrays `sources`, `vectors`, `boxes`, `face_indices`, `faces_found`) or .json; "
+              "or a folder (any other name): facekit's Parquet layout, resumable")
 @pipeline_option
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="where the work runs: this machine (see --workers) or a Ray cluster (facekit-ray plugin; "
+              "Parquet folder output only)")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="the Ray cluster to join (HOST:6379 from `ray start --head`, or 'auto'); default: a local instance")
+@click.option("--path-column", default=None, metavar="NAME",
+              help="with a .parquet or .csv file among PATHS: its column of image paths [default: path, source, file]")
 @click.option("--cache", type=click.Path(file_okay=False), default=None,
               help="directory to keep per-image results in; a rerun resumes from it")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @workers_option
 @handle_errors
-def embed_command(paths: tuple[str, ...], output: str, pipeline: str, cache: Optional[str], progress: bool,
-                  workers: Optional[int]) -> None:
+def embed_command(paths: tuple[str, ...], output: str, pipeline: str, engine: str, ray_address: Optional[str],
+                  path_column: Optional[str], cache: Optional[str], progress: bool, workers: Optional[int]) -> None:
     """Embed the faces in PATHS (files or folders) and write them to OUTPUT.
 
     Bad files and photos with no face are reported and skipped; OUTPUT is written
     atomically, so an interrupted run leaves either the whole file or none. With
     --cache DIR, each image's result is kept as soon as it is computed: after an
     interruption (Ctrl-C, kill, crash) the same command resumes where it stopped.
+
+    An OUTPUT folder gets one Parquet row per face and a table of failures (see the
+    "Running on a cluster" how-to); there PATHS may also be text files of paths (.txt) or
+    .parquet/.csv files with a column of paths, and a rerun skips the images already written.
     """
+    if engine == "ray" or Path(output).suffix.lower() not in (".npz", ".json"):
+        _embed_to_folder(paths, output, pipeline, engine, ray_address, path_column, progress, workers)
+        return
     files = expand_image_paths(paths)
     built = load_pipeline(pipeline, workers)
     store = None
@@ -91,6 +106,34 @@ def embed_command(paths: tuple[str, ...], output: str, pipeline: str, cache: Opt
     for failure in failures:
         source, error = failure["source"], failure["error"]
         click.echo(f"skipped {error}" if error.startswith(source) else f"skipped {source}: {error}", err=True)
+
+
+def _embed_to_folder(paths: tuple[str, ...], output: str, pipeline: str, engine: str, ray_address: Optional[str],
+                     path_column: Optional[str], progress: bool, workers: Optional[int]) -> None:
+    """``embed -o FOLDER``: the Parquet layout of :mod:`facekit.parquet`, here or on a Ray cluster."""
+    from facekit.parquet import embed_to_parquet, input_paths
+
+    if Path(output).suffix.lower() in (".npz", ".json"):
+        raise click.UsageError(f"--engine ray writes a Parquet folder, not {output!r}; name a folder with -o")
+    files = input_paths(paths, column=path_column)
+    built = load_pipeline(pipeline, workers)
+    runner = None
+    if engine == "ray":
+        from facekit.errors import DependencyError
+
+        try:
+            from facekit_ray import RayEngine
+        except ImportError as exc:
+            raise DependencyError(f"--engine ray needs the facekit-ray plugin ({exc}); install it with "
+                                  "`pip install -e plugins/facekit-ray` from a facekit checkout") from None
+        runner = RayEngine(built, ray_address, progress=progress)
+    try:
+        report = embed_to_parquet(built, files, output, engine=runner, progress=progress)
+    finally:
+        if runner is not None:
+            runner.close()
+        built.close()
+    click.echo(str(report))
 
 
 def _embed_streaming(built: Any, files: list[str], store: Any,

@@ -130,6 +130,27 @@ def add_command(gallery: str, name: str, photos: tuple[str, ...], workers: Optio
         raise SystemExit(NoFaceError.exit_code)
 
 
+@gallery_group.command("import")
+@click.argument("gallery", type=click.Path(dir_okay=False))
+@click.argument("embeddings", type=click.Path(file_okay=False, exists=True))
+@click.option("--name-column", default=None, metavar="COLUMN",
+              help="column of the faces table that names each person [default: the folder each photo is in]")
+@handle_errors
+def import_command(gallery: str, embeddings: str, name_column: Optional[str]) -> None:
+    """Enrol the faces of an EMBEDDINGS folder (`facekit embed ... -o FOLDER`, any engine).
+
+    The largest face of each photo is added, named by the photo's folder (.../NAME/photo.jpg)
+    or by --name-column; rows are read in batches, so the folder may hold millions.
+    """
+    from facekit.parquet import import_to_gallery
+
+    with _open(gallery) as opened:
+        added, unchanged, failures = import_to_gallery(opened, embeddings, name_column=name_column)
+    for where, reason in failures:
+        _skipped(where, reason)
+    click.echo(f"{added} photo(s) added, {unchanged} already there, {len(failures)} skipped")
+
+
 @gallery_group.command("list")
 @click.argument("gallery", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print as JSON")
