@@ -12,9 +12,12 @@ import base64
 import html
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from facekit.quality import FaceQuality
 
 #: An RGB image: ``(H, W, 3)`` uint8.
 Image = np.ndarray
@@ -271,14 +274,39 @@ class Comparison(_Result):
             "sources": [f.source if f is not None else None for f in self.faces],
             "multi_face": self.multi_face,
             "faces": [f.used_face() if f is not None else None for f in self.faces],
+            "confident": self.confident,
+            "quality": [q.to_dict() if q is not None else None for q in self.quality],
         }
         return out
+
+    @property
+    def quality(self) -> tuple[Optional["FaceQuality"], Optional["FaceQuality"]]:
+        """Each compared face's size, sharpness and yaw (:mod:`facekit.quality`); None without its chip."""
+        from facekit.quality import assess
+
+        a, b = (assess(f) if f is not None else None for f in self.faces)
+        return a, b
+
+    @property
+    def confident(self) -> bool:
+        """False when a compared face is tiny, blurred or turned towards profile: a weak verdict."""
+        return not any(q is not None and q.flags for q in self.quality)
+
+    def _quality_notes(self) -> list[tuple[str, str]]:
+        """(image, sentence) for each quality flag of each compared face."""
+        notes = []
+        for label, face, q in zip("AB", self.faces, self.quality):
+            if face is not None and q is not None:
+                notes += [(face.source or f"image {label}", sentence) for sentence in q.describe()]
+        return notes
 
     def _summary(self) -> list[tuple[str, str]]:
         kind = "distance" if self.metric == "euclidean" else "cosine similarity"
         op = "<" if self.metric == "euclidean" else ">="
+        flagged = sorted({flag for q in self.quality if q is not None for flag in q.flags})
+        verdict = self.verdict if not flagged else f"{self.verdict}, uncertain ({', '.join(flagged)} face)"
         rows = [
-            ("verdict", self.verdict),
+            ("verdict", verdict),
             (kind, f"{self.score:.4f}  (same if {op} {self.threshold:g})"),
             ("percentage", f"{self.percentage:.2f} %  (FACE01 scale, 90 % = threshold)"),
         ]
@@ -319,6 +347,9 @@ class Comparison(_Result):
                 where = face.source or f"image {label}"
                 notes.append(f"{where} has {face.faces_found} faces; only one of them was compared "
                              f"(multi_face: {self.multi_face}); crop the photo to choose another")
+        for where, sentence in self._quality_notes():
+            notes.append(f"{where}: {sentence}, so the verdict is less sure than its score says; "
+                         "compare a larger, sharper, frontal photo")
         return notes
 
     def _html_images(self) -> list[np.ndarray]:

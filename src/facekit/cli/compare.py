@@ -19,7 +19,9 @@ def compare_command(image_a: str, image_b: str, pipeline: str, as_json: bool) ->
 
     The result says which face of each photo was compared (its box, and how many faces
     the photo had): with several faces the pipeline's multi_face policy picks one
-    (`largest` in the bundled pipelines).
+    (`largest` in the bundled pipelines). A tiny, blurred or profile face is flagged
+    (facekit.quality): the verdict then reads "uncertain", a note says why, and the
+    JSON has `"confident": false` with each face's `quality`.
     """
     refuse_urls(image_a, image_b)
     result = load_pipeline(pipeline).compare(image_a, image_b)
