@@ -56,6 +56,15 @@ def test_accurate_compares_real_photos(accurate: Pipeline, faces_dir: Path) -> N
     assert same.same and not different.same and same.score < different.score
     assert same.profile == "accurate" and same.pipeline == "accurate"
     assert same.probability > 0.9 > 0.1 > different.probability
+    assert same.confident and different.confident  # good photos: no quality flag
     # its own chips: 68 landmarks per face, mirrored and plain averaged
     face = same.faces[0]
     assert face is not None and face.face.landmarks.scheme == "dlib68" and face.chip.shape == (150, 150, 3)
+
+
+def test_accurate_flags_a_turned_face_from_its_68_landmarks(accurate: Pipeline, faces_dir: Path) -> None:
+    images = faces_dir / LFW
+    result = accurate.compare(images / "Abdullah_Gul" / "Abdullah_Gul_0013.jpg",
+                              images / "Christine_Todd_Whitman" / "Christine_Todd_Whitman_0002.jpg")
+    assert result.quality[0].flags == () and "profile" in result.quality[1].flags
+    assert not result.confident and "uncertain" in str(result)
