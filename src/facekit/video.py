@@ -309,7 +309,8 @@ def video_timeline(
     """Who appears when in the video at ``path``.
 
     With a ``gallery`` (a :class:`facekit.gallery.Gallery`, or anything with its
-    ``pipeline`` and ``match(vectors, k)``), tracks are named after known people;
+    ``pipeline``, ``match(vectors, k)`` and ``decide(candidates)``), tracks are named after
+    known people by the same rule as photos;
     without one, ``pipeline`` (default: the bundled one) embeds the faces and every
     person is "unknown N". Tracks seen in fewer than ``min_frames`` sampled frames are
     dropped (a stray detection is not a person). ``progress`` gets each frame's time.
@@ -341,8 +342,9 @@ def video_timeline(
     if gallery is not None and tracks:
         for track, candidates in zip(tracks, gallery.match(np.stack([t.mean_vector for t in tracks]), k)):
             track.candidates = list(candidates)
-            if candidates and candidates[0].same:
-                track.person, track.known = candidates[0].person, True
+            person = gallery.decide(candidates)  # the open-set rule photos get (threshold and ratio test)
+            if person is not None:
+                track.person, track.known = person, True
     unknown = [t for t in tracks if not t.known]
     if unknown:
         labels = cluster_vectors(np.stack([t.mean_vector for t in unknown]), metric, strict)
