@@ -49,7 +49,7 @@ CASES = [
      ["alinger", "unknown key", "did you mean 'aligner'", "aligner: Field required"]),
     ("stages_do_not_fit", GOOD.replace("size: 150", "size: 112"),
      ["aligner.params.size", "expects 150x150 chips", "set `size: 150`"]),
-    ("missing_file", None, ["pipeline file not found", "missing.yaml", "bundled pipeline name (default"]),
+    ("missing_file", None, ["pipeline file not found", "missing.yaml", "bundled pipeline name (accurate, default"]),
     ("unsafe_python_tag", "name: x\ndetector: !!python/object/apply:os.system ['touch {marker}']\n",
      ["tags that construct Python objects are not allowed"]),
     ("unsafe_python_name", "name: !!python/name:os.system\n", ["not allowed"]),
