@@ -160,8 +160,10 @@ class RayEngine(Engine):
         dataset = ray.data.from_items([{"source": s} for s in todo], override_num_blocks=blocks)
         aligned = dataset.map_batches(_align_batch, fn_args=(self._description,), batch_size=self.align_batch,
                                       batch_format="pyarrow", num_cpus=1)
+        # small runs: batches small enough that every actor gets a share
+        embed_batch = max(1, min(self.embed_batch, -(-len(todo) // (4 * actors))))
         written = aligned.map_batches(
-            _EmbedAndWrite, fn_constructor_args=(self._description, str(out)), batch_size=self.embed_batch,
+            _EmbedAndWrite, fn_constructor_args=(self._description, str(out)), batch_size=embed_batch,
             batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus,
             num_cpus=0 if gpus else 1,
         )
