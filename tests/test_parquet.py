@@ -126,3 +126,20 @@ def test_cli_folder_output_gallery_import_and_chunked_index(photos: list[str], t
     queries = np.concatenate(list(parquet.iter_vectors(out)))
     assert len(index) == 4
     assert np.array_equal(index.search(queries, 2)[1], exact.search(queries, 2)[1])
+
+
+def test_faiss_ivf_built_from_chunks_finds_what_exact_search_finds() -> None:
+    pytest.importorskip("facekit_faiss")
+    from facekit_faiss.index import FaissIndex
+
+    from facekit.index import ExactIndex
+
+    rng = np.random.default_rng(0)
+    people = rng.normal(size=(400, 16))
+    vectors = (np.repeat(people, 5, axis=0) + 0.2 * rng.normal(size=(2000, 16))).astype(np.float32)
+    index = FaissIndex(FaissIndex.Params(method="ivf", nlist=20, nprobe=20))  # every list probed: exact
+    index.build_from_chunks((vectors[i : i + 300] for i in range(0, 2000, 300)), "euclidean", len(vectors))
+    exact = ExactIndex()
+    exact.build(vectors, "euclidean")
+    assert len(index) == 2000 and index.method == "ivf"
+    assert np.array_equal(index.search(vectors[:50], 5)[1], exact.search(vectors[:50], 5)[1])

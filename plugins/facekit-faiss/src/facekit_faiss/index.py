@@ -74,22 +74,10 @@ class FaissIndex(SearchIndex):
             faiss.omp_set_num_threads(p.threads)
         vectors = np.ascontiguousarray(unit_rows(vectors) if metric == "cosine" else vectors, dtype=np.float32)
         count, dim = vectors.shape
-        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-        method = p.method
-        if method == "auto":
-            method = "flat" if count < max(p.exact_below, 39) else "hnsw"
-        if method == "flat":
-            index = faiss.IndexFlat(dim, faiss_metric)
-        elif method == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, p.hnsw_m, faiss_metric)
-            index.hnsw.efConstruction = p.ef_construction
-        else:
-            nlist = p.nlist or int(2 * math.sqrt(count))
-            nlist = max(1, min(nlist, count // 39))  # k-means wants about 39 points per list
-            index = faiss.IndexIVFFlat(faiss.IndexFlat(dim, faiss_metric), dim, nlist, faiss_metric)
+        index, method = self._empty_index(count, dim, metric)
+        if method == "ivf":
             # k-means on 64 points per list: enough for the centroids, bounded training time
-            sample = np.random.default_rng(0).choice(count, min(count, 64 * nlist), replace=False)
-            index.cp.max_points_per_centroid = 64
+            sample = np.random.default_rng(0).choice(count, min(count, 64 * index.nlist), replace=False)
             index.train(vectors[np.sort(sample)])
         index.add(vectors)
         self._use(index, metric, method)
@@ -101,28 +89,18 @@ class FaissIndex(SearchIndex):
         p: FaissIndex.Params = self.params  # type: ignore[assignment]
         if p.threads:
             faiss.omp_set_num_threads(p.threads)
-        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-        method = p.method if p.method != "auto" else ("flat" if count < max(p.exact_below, 39) else "hnsw")
         index: Any = None
+        method = ""
         waiting: list[np.ndarray] = []  # IVF: chunks held until enough rows to train on
-        nlist = max(1, min(p.nlist or int(2 * math.sqrt(count)), count // 39))
         for chunk in chunks:
             chunk = np.ascontiguousarray(unit_rows(chunk) if metric == "cosine" else chunk, dtype=np.float32)
             if index is None:
-                dim = chunk.shape[1]
-                if method == "flat":
-                    index = faiss.IndexFlat(dim, faiss_metric)
-                elif method == "hnsw":
-                    index = faiss.IndexHNSWFlat(dim, p.hnsw_m, faiss_metric)
-                    index.hnsw.efConstruction = p.ef_construction
-                else:
-                    index = faiss.IndexIVFFlat(faiss.IndexFlat(dim, faiss_metric), dim, nlist, faiss_metric)
-                    index.cp.max_points_per_centroid = 64
+                index, method = self._empty_index(count, chunk.shape[1], metric)
             if method == "ivf" and not index.is_trained:
                 waiting.append(chunk)
-                if sum(len(c) for c in waiting) < min(count, 64 * nlist):
+                if sum(len(c) for c in waiting) < min(count, 64 * index.nlist):
                     continue
-                index.train(np.concatenate(waiting)[: 64 * nlist])
+                index.train(np.concatenate(waiting)[: 64 * index.nlist])
                 chunk, waiting = np.concatenate(waiting), []
             index.add(chunk)
         if waiting:  # fewer rows than the training sample wanted: train on all of them
@@ -132,6 +110,23 @@ class FaissIndex(SearchIndex):
         if index is None:
             raise ValueError("no vectors to index")
         self._use(index, metric, method)
+
+    def _empty_index(self, count: int, dim: int, metric: str) -> tuple[Any, str]:
+        """A new, empty FAISS index for ``count`` vectors of ``dim`` dimensions, and its method."""
+        faiss = _FAISS.get()
+        p: FaissIndex.Params = self.params  # type: ignore[assignment]
+        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+        method = p.method if p.method != "auto" else ("flat" if count < max(p.exact_below, 39) else "hnsw")
+        if method == "flat":
+            return faiss.IndexFlat(dim, faiss_metric), method
+        if method == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, p.hnsw_m, faiss_metric)
+            index.hnsw.efConstruction = p.ef_construction
+            return index, method
+        nlist = max(1, min(p.nlist or int(2 * math.sqrt(count)), count // 39))  # k-means wants ~39 points per list
+        index = faiss.IndexIVFFlat(faiss.IndexFlat(dim, faiss_metric), dim, nlist, faiss_metric)
+        index.cp.max_points_per_centroid = 64
+        return index, method
 
     def _use(self, index: Any, metric: str, method: str) -> None:
         """Keep ``index`` and apply the search-time parameters (they may differ from the build's)."""
