@@ -272,7 +272,8 @@ def summary(run: Run, peer: Optional[Run]) -> dict[str, Any]:
         out["x_peer"] = round(run.images_per_s / peer.images_per_s, 2)
     if run.memory_mb:
         out["memory_mb"] = {"after_first_chunk": round(run.memory_mb[0]), "max": round(max(run.memory_mb)),
-                            "after_last_chunk": round(run.memory_mb[-1])}
+                            "after_last_chunk": round(run.memory_mb[-1]),
+                            "after_each_chunk": [round(m) for m in run.memory_mb]}
     return out
 
 
@@ -356,7 +357,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     report["lfw"] = {"images": len(files), "runs": runs}
     if not args.no_photos:
         photos = photo_files(args.lfw.parent)
-        photo_results = run_block(photos, runners(), max(1, args.chunk // 10), min(args.stage_sample, len(photos)), log)
+        photo_results = run_block(photos, runners(), max(1, args.chunk // 5), min(args.stage_sample, len(photos)), log)
         photo_peer = next((r for r in photo_results if r.name.startswith(PEER)), None)
         report["photos"] = {"images": len(photos), "runs": [summary(r, photo_peer) for r in photo_results]}
     report["environment"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -49,6 +49,9 @@ AUTO_POOL_MIN_IMAGES = 48
 #: images per task sent to a worker: large enough that sending costs little next to
 #: detecting (about 8 ms an image), small enough to keep every worker busy to the end
 CHUNK_IMAGES = 4
+#: once images take longer than this each (large photos, the CNN fallback), they are sent
+#: one at a time, so that one slow task does not keep the other workers waiting at the end
+SLOW_IMAGE_SECONDS = 0.05
 #: start method of the workers: a fresh interpreter per worker, since the calling process
 #: may hold threads (torch's OpenMP pool, MediaPipe's graph) that do not survive a fork
 START_METHOD = "spawn"
@@ -157,9 +160,10 @@ class ProcessPoolEngine(Engine):
         source = iter(items)
         executor = self._pool()
         pending: deque[Any] = deque()
+        size = self.chunk
 
         def send() -> bool:
-            chunk = list(islice(source, self.chunk))
+            chunk = list(islice(source, size))
             if chunk:
                 pending.append(executor.submit(_align_chunk, chunk))
             return bool(chunk)
@@ -168,7 +172,9 @@ class ProcessPoolEngine(Engine):
             while len(pending) < self.in_flight_chunks and send():
                 pass
             while pending:
-                results = pending.popleft().result()
+                results, seconds = pending.popleft().result()
+                if seconds > SLOW_IMAGE_SECONDS * len(results):
+                    size = 1
                 send()
                 yield from results
         except BaseException as exc:
@@ -265,6 +271,8 @@ def _ready(_: int) -> bool:
     return True
 
 
-def _align_chunk(items: Sequence[Any]) -> list[ImageFaces]:
+def _align_chunk(items: Sequence[Any]) -> tuple[list[ImageFaces], float]:
+    """The chunk's results and the seconds they took."""
     _ready(0)
-    return [align_one(_worker_pipeline, item) for item in items]
+    started = time.perf_counter()
+    return [align_one(_worker_pipeline, item) for item in items], time.perf_counter() - started
