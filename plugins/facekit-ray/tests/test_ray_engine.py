@@ -113,3 +113,10 @@ def test_missing_ray_names_the_install_command(pipeline: Pipeline, monkeypatch: 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(DependencyError, match="pip install -e plugins/facekit-ray"):
         RayEngine(pipeline).connect()
+
+
+def test_loading_the_plugin_imports_neither_ray_nor_pyarrow() -> None:
+    from facekit.testing import modules_imported_by
+
+    loaded = modules_imported_by("from facekit.plugins import get_registry; get_registry(); import facekit_ray")
+    assert not {m.split(".")[0] for m in loaded} & {"ray", "pyarrow", "pandas"}
