@@ -41,6 +41,9 @@ def main() -> None:
                         help="image side in the first and last stage")
     parser.add_argument("--variant", default="tf_efficientnetv2_b0")
     parser.add_argument("--distill", action="store_true", help="also match the dlib ResNet's similarities")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the first runs used 2e-3)")
+    parser.add_argument("--arcface-scale", type=float, default=16.0,
+                        help="ArcFace scale (the first runs used 30: slower to start, see docs/howto/training.rst)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--time-limit", type=float, default=None, help="minutes; stop after the epoch that passes it")
     parser.add_argument("--resume", action="store_true")
@@ -61,10 +64,10 @@ def main() -> None:
             schedule={"stages": 4, "epochs": args.epochs, "size": tuple(args.sizes),
                       "randaugment": (2, 6), "dropout": (0.0, 0.2)},
             batch_size=16,
-            lr=2e-3,
+            lr=args.lr,
             warmup_epochs=1,
             arcface_margin=5.7,  # 0.1 rad: a few hundred people train better with a gentle margin
-            arcface_scale=30,
+            arcface_scale=args.arcface_scale,
             distill={"teacher": "torch.dlib_resnet"} if args.distill else None,
             num_threads=args.threads,
             seed=0,
@@ -77,6 +80,8 @@ def main() -> None:
         "minutes": round((time.time() - started) / 60, 1),
         "train_set_loss_before": first.get("train_eval_loss"),
         "train_set_loss_after": last.get("train_eval_loss"),
+        "train_set_identification_before": first.get("train_accuracy"),
+        "train_set_identification_after": last.get("train_accuracy"),
         "first_epoch_loss": result.history[1]["train_loss"] if len(result.history) > 1 else None,
         "last_epoch_loss": last.get("train_loss"),
         "val_accuracy_before": first["val_accuracy"],

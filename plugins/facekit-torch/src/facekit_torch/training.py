@@ -363,7 +363,7 @@ def _fmt(entry: dict[str, Any]) -> str:
         f"val acc {entry['val_accuracy']:.3f} (10-fold {entry['val_accuracy_10fold']:.3f}, AUC {entry['val_auc']:.3f})"
     )
     if entry.get("train_eval_loss") is not None:
-        parts.append(f"train-set loss {entry['train_eval_loss']:.3f}")
+        parts.append(f"train-set loss {entry['train_eval_loss']:.3f}, identification {entry['train_accuracy']:.3f}")
     return "  ".join(parts)
 
 
@@ -556,18 +556,27 @@ class _Run:
             norm.momentum = momentum
         self.network.eval()
 
-    def train_eval_loss(self, size: int) -> float:
-        """ArcFace loss on the whole training set, unaugmented, network in eval mode."""
+    def train_set_metrics(self, size: int) -> dict[str, float]:
+        """ArcFace loss and identification accuracy on the whole training set, unaugmented, in eval mode.
+
+        Identification: each chip's nearest ArcFace class centre (cosine) is its own person's.
+        A correct training loop drives both towards memorisation on a small set (loss down,
+        accuracy up to 1); the sanity test in the plugin's tests checks exactly that.
+        """
         import torch
 
         self.network.eval()
-        total, count = 0.0, 0
+        total, count, correct = 0.0, 0, 0
+        centres = torch.nn.functional.normalize(self.arcface.W.detach(), dim=0)  # dim x classes
         with torch.no_grad():
             for x, labels, _ in self._loader(self.train_set, size, train=False):
-                loss = self.arcface(self._forward(x), labels.to(self.device))
-                total += float(loss) * len(labels)
+                labels = labels.to(self.device)
+                embeddings = self._forward(x)
+                total += float(self.arcface(embeddings, labels)) * len(labels)
+                nearest = (torch.nn.functional.normalize(embeddings, dim=1) @ centres).argmax(dim=1)
+                correct += int((nearest == labels).sum())
                 count += len(labels)
-        return total / max(1, count)
+        return {"train_eval_loss": total / max(1, count), "train_accuracy": correct / max(1, count)}
 
     def validate(self, size: int) -> dict[str, float]:
         """Verification metrics on the held-out people (call :meth:`recalibrate_batchnorm` first)."""
@@ -762,8 +771,8 @@ def train(
         log(f"resuming {output} after epoch {run.epoch} of {run.epochs}")
     else:
         run.recalibrate_batchnorm(run.stages[0].size)
-        entry = {"epoch": 0, "epochs": run.epochs, "size": run.stages[0].size,
-                 "train_eval_loss": run.train_eval_loss(run.stages[0].size)}
+        entry = {"epoch": 0, "epochs": run.epochs, "size": run.stages[0].size}
+        entry.update(run.train_set_metrics(run.stages[0].size))
         entry.update(run.validate(run.stages[0].size))
         run.history.append(entry)
         log(_fmt(entry))
@@ -779,7 +788,7 @@ def train(
             run.recalibrate_batchnorm(entry["size"])
             entry.update(run.validate(entry["size"]))
             if run.epoch == run.epochs:
-                entry["train_eval_loss"] = run.train_eval_loss(entry["size"])
+                entry.update(run.train_set_metrics(entry["size"]))
             run.history.append(entry)
             run.save(checkpoint)
             log(_fmt(entry))
