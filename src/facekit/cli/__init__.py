@@ -28,10 +28,10 @@ COMMANDS = {
     "evaluate": "facekit.cli.evaluate:evaluate_command",
     "calibrate": "facekit.cli.evaluate:calibrate_command",
     "audit": "facekit.cli.audit:audit_command",
+    "cluster": "facekit.cli.cluster:cluster_command",
     "gallery": "facekit.cli.gallery:gallery_group",
     "identify": "facekit.cli.gallery:identify_command",
     "search": "facekit.cli.gallery:search_command",
-    "cluster": "facekit.cli.cluster:cluster_command",
 }
 
 

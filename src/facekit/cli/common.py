@@ -70,6 +70,7 @@ def expand_image_paths(paths: Any) -> list[str]:
             raise ImageError(f"{raw}: no such file or folder")
     return out
 
+
 def terminal_width() -> int:
     """Columns of the terminal (80 when not a terminal); COLUMNS overrides, as for any tool."""
     import shutil
