@@ -155,7 +155,7 @@ def test_training_runs_its_stages_and_measures_every_epoch(run) -> None:  # type
 
 
 # Memorisation: 48 chips of 8 people, 360 optimiser steps at 32 px. Measured over 5 seeds
-# with 1 and 2 threads (docs/howto/training.rst): the train-set loss ends at 0.2-1.4 % of its
+# with 1 and 2 threads (docs/howto/training.rst): the train-set loss ends at 0.1-1.4 % of its
 # start and identification at 100 %; the assertions ask for at most 50 % and at least 95 %.
 MEMORISE = dict(schedule=[{"epochs": 60, "size": 32}], arcface_scale=16.0)
 
