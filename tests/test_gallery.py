@@ -155,6 +155,8 @@ def test_a_gallery_refuses_another_models_embeddings(enrolled: Path) -> None:
         foreign = Embedding(np.zeros(512, dtype=np.float32), "japanese_face_v1", "cosine", source="x")
         with pytest.raises(ConfigError, match="this gallery holds 128-D embeddings"):
             gallery.add_embeddings("Someone", [foreign])
+        with pytest.raises(ConfigError, match="this gallery holds 128-D embeddings"):
+            gallery.search(foreign)  # a query is checked like an enrolment, not scored as nonsense
 
 
 # --------------------------------------------------------------------------- damaged and foreign files

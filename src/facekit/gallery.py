@@ -394,11 +394,21 @@ class Gallery:
     def _db_errors(self) -> Iterator[None]:
         try:
             yield
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise self._damaged(exc) from None
             raise ConfigError(
-                f"{self.path}: the gallery file is damaged or not a gallery ({exc}); restore it from a copy "
-                "or make a new one with `facekit gallery create`"
+                f"{self.path}: another process is writing this gallery and did not finish within the "
+                f"wait ({exc}); try again when it is done"
             ) from None
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from None
+
+    def _damaged(self, exc: Exception) -> ConfigError:
+        return ConfigError(
+            f"{self.path}: the gallery file is damaged or not a gallery ({exc}); restore it from a copy "
+            "or make a new one with `facekit gallery create`"
+        )
 
     def close(self) -> None:
         self._conn.close()
@@ -837,6 +847,7 @@ class Gallery:
     def search(self, image: Union[ImageSource, Embedding], k: int = 10) -> list[SearchHit]:
         """The ``k`` gallery photos nearest to the largest face in ``image``, best first."""
         if isinstance(image, Embedding):
+            self._check_embedding(image, image.source or "embedding")
             query = image
         else:
             faces = self.faces_of(image)

@@ -267,7 +267,8 @@ def input_paths(paths: Iterable[Union[str, os.PathLike]], column: Optional[str] 
             out.extend(_path_column(path, column))
         else:
             out.extend(expand_image_paths([str(path)]))
-    return out
+    # absolute, so that a rerun from another folder resumes and cluster nodes find the files
+    return [os.path.abspath(p) for p in out]
 
 
 def _path_column(path: Path, column: Optional[str]) -> list[str]:
@@ -402,10 +403,15 @@ def import_to_gallery(gallery: Any, out_dir: Union[str, os.PathLike], *, name_co
         indices = batch.column(batch.schema.get_field_index("face_index")).to_pylist()
         names = (batch.column(batch.schema.get_field_index(name_column)).to_pylist() if name_column
                  else [name_from_folder(s) for s in sources])
-        people: dict[str, list[Embedding]] = {}
+        # one face per photo in a gallery: the first of the faces the pipeline kept (the
+        # largest for `multi_face: largest` or `all`, the central one for `central`)
+        first: dict[str, tuple[int, Any, Any]] = {}
         for source, index, name, vector in zip(sources, indices, names, vectors):
-            if index not in (0, None):  # one face per photo in a gallery: the largest
-                continue
+            rank = -1 if index is None else int(index)
+            if source not in first or rank < first[source][0]:
+                first[source] = (rank, name, vector)
+        people: dict[str, list[Embedding]] = {}
+        for source, (_, name, vector) in first.items():
             embedding = Embedding(vector, manifest["model"], manifest["metric"], source=source)
             people.setdefault(str(name), []).append(embedding)
         for name, embeddings in people.items():

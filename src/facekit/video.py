@@ -7,8 +7,9 @@ embedding says "same person" by the pipeline's threshold and the face either ove
 the track's last box (IoU) or matches it by the stricter clustering cut
 (:func:`facekit.cluster.default_threshold`), so a person who moves fast or comes back
 after a cut is still the same track. Each track is then named with a gallery
-(:meth:`facekit.gallery.Gallery.match` on its mean embedding; "unknown" when no one
-passes the threshold); unknown tracks, or every track without a gallery, are grouped by
+(:meth:`facekit.gallery.Gallery.match` on its mean embedding, decided by
+:meth:`~facekit.gallery.Gallery.decide`: "unknown" when no one passes the threshold or
+the best person is not clearly nearer than the next); unknown tracks, or every track without a gallery, are grouped by
 :func:`facekit.cluster.cluster_vectors` into "unknown 1", "unknown 2"...
 
 Frames without a face are normal in a video, so the pipeline's fallback detector (slow,
@@ -340,8 +341,9 @@ def video_timeline(
     for number, track in enumerate(tracks):
         track.number = number
     if gallery is not None and tracks:
-        for track, candidates in zip(tracks, gallery.match(np.stack([t.mean_vector for t in tracks]), k)):
-            track.candidates = list(candidates)
+        # at least two candidates, so that the ratio test sees the runner-up (as identify does)
+        for track, candidates in zip(tracks, gallery.match(np.stack([t.mean_vector for t in tracks]), max(k, 2))):
+            track.candidates = list(candidates[:k])
             person = gallery.decide(candidates)  # the open-set rule photos get (threshold and ratio test)
             if person is not None:
                 track.person, track.known = person, True

@@ -73,6 +73,8 @@ def cluster_command(paths: tuple[str, ...], output: str, pipeline: str, threshol
                    + (", links/" if links else ""))
     for source, error in result.failures:
         click.echo(f"skipped {error}" if error.startswith(source) else f"skipped {source}: {error}", err=True)
+    if result.failures and not result.faces:
+        raise SystemExit(3)  # nothing could be read or no face was found: as identify, not a success
 
 
 def _clear_previous_run(out: Path) -> None:

@@ -54,6 +54,9 @@ def embed_command(paths: tuple[str, ...], output: str, pipeline: str, engine: st
     .parquet/.csv files with a column of paths, and a rerun skips the images already written.
     """
     if engine == "ray" or Path(output).suffix.lower() not in (".npz", ".json"):
+        if cache is not None:
+            raise click.UsageError("--cache is for .npz/.json output; an output folder resumes by itself "
+                                   "(a rerun skips the images already written)")
         _embed_to_folder(paths, output, pipeline, engine, ray_address, path_column, progress, workers)
         return
     files = expand_image_paths(paths)
