@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -22,3 +23,14 @@ def faces_dir() -> Path:
     if not (root / "README.md").exists():
         pytest.fail(f"real test photos not found at {root}; set FACEKIT_FACES_DIR")
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An empty facekit model cache for the whole run (``FACEKIT_CACHE_DIR``), inherited by
+    subprocesses and worker processes: the tests take the cold path a new machine takes and
+    never read or write the user's ``~/.cache/facekit``."""
+    folder = tmp_path_factory.mktemp("facekit-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FACEKIT_CACHE_DIR", str(folder))
+        yield folder

@@ -73,15 +73,21 @@ def test_pool_gives_the_sequential_results_in_input_order(pipeline: Pipeline, fa
 def test_pool_workers_never_import_torch_and_run_elsewhere(pipeline: Pipeline, faces_dir: Path) -> None:
     engine = pipeline.engine_for(100, 2)
     assert isinstance(engine, ProcessPoolEngine) and engine.workers == 2
-    list(engine.map_faces([str(p) for p in _lfw_photos(faces_dir, 4)]))  # the workers have aligned photos
-    facts = [engine._pool().submit(_worker_facts).result() for _ in range(4)]
-    assert all(pid != os.getpid() for pid, _, _ in facts)
-    assert all(dlib_loaded for _, dlib_loaded, _ in facts), "the workers did the detecting"
-    assert not any(torch_loaded for _, _, torch_loaded in facts), "a worker imported torch"
+    photo = str(_lfw_photos(faces_dir, 1)[0])
+    # each fact is gathered right after that worker aligned a photo, whichever worker runs it
+    facts = [engine._pool().submit(_worker_facts, photo).result() for _ in range(4)]
+    assert all(pid != os.getpid() for pid, _, _, _ in facts)
+    assert all(faces == 1 for _, faces, _, _ in facts)
+    assert all(dlib_loaded for _, _, dlib_loaded, _ in facts), "the workers did the detecting"
+    assert not any(torch_loaded for _, _, _, torch_loaded in facts), "a worker imported torch"
 
 
-def _worker_facts() -> tuple[int, bool, bool]:
-    return os.getpid(), "dlib" in sys.modules or "_dlib_pybind11" in sys.modules, "torch" in sys.modules
+def _worker_facts(photo: str) -> tuple[int, int, bool, bool]:
+    from facekit.engine import _align_chunk
+
+    (result,), _ = _align_chunk([photo])
+    return (os.getpid(), len(result.faces), "dlib" in sys.modules or "_dlib_pybind11" in sys.modules,
+            "torch" in sys.modules)
 
 
 def test_pool_with_a_cache_resumes_and_matches(pipeline: Pipeline, faces_dir: Path, tmp_path: Path) -> None:
@@ -170,7 +176,7 @@ def test_killed_pooled_embed_leaves_no_workers_and_resumes(pipeline: Pipeline, f
     def run_until(entries: int, sig: int) -> tuple[subprocess.Popen, set[int]]:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 240
-        while not cache.is_dir() or len(list(cache.glob("*.npy"))) < entries:
+        while not cache.is_dir() or _cache_entries(cache) < entries:
             assert child.poll() is None, (f"the run ended before it could be interrupted at {entries} cached "
                                           f"photos: {child.communicate()}")
             assert time.monotonic() < deadline, "no progress"
@@ -192,13 +198,13 @@ def test_killed_pooled_embed_leaves_no_workers_and_resumes(pipeline: Pipeline, f
     assert child.returncode == 130 and "run the same command again to resume" in stderr, stderr
     assert "Traceback" not in stderr
     assert gone(workers), "SIGTERM left worker processes behind"
-    after_term = len(list(cache.glob("*.npy")))
+    after_term = _cache_entries(cache)
 
     child, workers = run_until(after_term + 4, signal.SIGKILL)  # no chance to clean up: workers end themselves
     assert child.returncode == -signal.SIGKILL
     assert gone(workers), "worker processes outlived a killed caller"
     assert not out.exists()
-    cached = len(list(cache.glob("*.npy")))
+    cached = _cache_entries(cache)
 
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -216,3 +222,32 @@ def test_every_long_command_takes_workers(command: str) -> None:
     assert result.exit_code == 0 and "--workers" in result.output
     bad = CliRunner().invoke(main, [command, "--workers", "-1"])
     assert bad.exit_code == 2 and "--workers" in bad.output
+
+
+
+def test_automatic_workers_stay_in_process_for_components_registered_here(facekit_plugin) -> None:  # type: ignore[no-untyped-def]
+    """Workers load plugins from entry points only: a pipeline using a component registered in
+    this process would fail to build there, so the automatic setting never starts a pool for it."""
+    from .fakes import FakePlugin
+
+    facekit_plugin(FakePlugin(), name="toy-in-process")
+    toy = Pipeline.from_dict({"name": "toy", "detector": "test.center", "aligner": "test.resize",
+                              "embedder": "test.meancolour"})
+    assert isinstance(toy.engine_for(AUTO_POOL_MIN_IMAGES * 2), SequentialEngine)
+    assert Pipeline.load("default")._rebuildable_in_workers()  # installed plugins: a pool may serve it
+
+
+def test_a_daemonic_process_never_starts_workers() -> None:
+    """Inside a multiprocessing pool's worker (daemonic), automatic means in-process, and an
+    explicit worker count is a clear error rather than Python's assertion."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(wants_pool, (0, AUTO_POOL_MIN_IMAGES * 2)) is False
+        with pytest.raises(ConfigError, match="daemonic process.*workers: 1"):
+            pool.apply(wants_pool, (2, AUTO_POOL_MIN_IMAGES * 2))
+
+
+def _cache_entries(cache: Path) -> int:
+    """Finished cache entries: an atomic write's temporary file (a dot-file) is not one."""
+    return sum(1 for p in cache.glob("*.npy") if not p.name.startswith("."))

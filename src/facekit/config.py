@@ -155,7 +155,7 @@ def problem_lines(error: ValidationError, prefix: tuple[Any, ...] = (),
         if err["type"] == "literal_error":
             choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
             close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f"; did you mean {close[0]!r}?" if close else "."
             lines.append(f"{path}: {value!r} is not a choice{hint} Choices: {', '.join(choices)}.")
             continue
         shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""

@@ -236,6 +236,13 @@ def wants_pool(workers: int, images: int) -> bool:
     """Whether ``images`` images to compute are worth a pool under this ``workers`` setting."""
     if images < 2 or resolve_workers(workers) < 2:
         return False
+    if multiprocessing.current_process().daemon:  # e.g. inside a multiprocessing.Pool worker
+        if workers == 0:
+            return False
+        raise ConfigError(
+            f"workers: {workers} asks for worker processes, but this is a daemonic process (a "
+            "multiprocessing pool's worker, say), which may not start any; use workers: 1 here"
+        )
     return workers != 0 or images >= AUTO_POOL_MIN_IMAGES
 
 

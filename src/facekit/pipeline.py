@@ -244,6 +244,8 @@ class Pipeline:
 
         setting = self.config.workers if workers is None else workers
         count = resolve_workers(setting)
+        if setting == 0 and not self._rebuildable_in_workers():
+            return SequentialEngine(self)  # automatic: never a pool that would fail to build the pipeline
         with self._engine_lock:
             pool = self.__dict__.get("_pool")
             running = pool is not None and pool.workers == count and setting != 1 and images >= 2
@@ -253,6 +255,25 @@ class Pipeline:
                 self.close()
                 pool = self.__dict__["_pool"] = ProcessPoolEngine(self, count)
             return pool
+
+    def _rebuildable_in_workers(self) -> bool:
+        """Whether worker processes, which load plugins from entry points only, can build this pipeline."""
+        from facekit.config import STAGE_KINDS
+        from facekit.plugins import get_plugin_manager
+
+        manager = get_plugin_manager()
+        for field_name, kind in STAGE_KINDS.items():
+            stage = getattr(self.config, field_name, None)
+            name = getattr(stage, "name", None)
+            if name is None:
+                continue
+            try:
+                plugin = manager.registry.components[kind][name].plugin
+            except KeyError:
+                continue  # an optional stage whose plugin is missing: the workers never build it
+            if not manager.is_installed(plugin):
+                return False
+        return True
 
     def close(self) -> None:
         """Stop the pipeline's worker processes, if any (they are started again when needed)."""

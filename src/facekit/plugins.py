@@ -240,6 +240,11 @@ class PluginManager:
         self.failures.append(failure)
         warnings.warn(f"facekit plugin {name!r} failed to load ({failure.error}); {failure.hint}", stacklevel=3)
 
+    def is_installed(self, plugin_name: str) -> bool:
+        """Whether ``plugin_name`` is built in or came from an entry point, as opposed to a
+        plugin registered in this process only, which a worker process would not see."""
+        return self._meta.get(plugin_name, (None, None))[1] is not None
+
     def register(self, plugin: Any, name: Optional[str] = None) -> str:
         """Register a plugin object or module; returns its name."""
         with self._lock:

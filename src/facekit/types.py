@@ -9,6 +9,7 @@ data (``to_dict``) and JSON (``to_json``).
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 from dataclasses import dataclass, field
@@ -279,7 +280,7 @@ class Comparison(_Result):
         }
         return out
 
-    @property
+    @functools.cached_property  # measured once: the table, the JSON and the notebook view all ask
     def quality(self) -> tuple[Optional["FaceQuality"], Optional["FaceQuality"]]:
         """Each compared face's size, sharpness and yaw (:mod:`facekit.quality`); None without its chip."""
         from facekit.quality import assess

@@ -56,11 +56,14 @@ def test_a_damaged_cache_file_is_made_again(cache_dir: Path, two_people: np.ndar
     chips = _chips(2)
     expected = DlibResnetOnnxEmbedder().embed(chips)
     faces = HogDetector(upsample=1).detect(two_people)
+    good = {path.name: path.read_bytes() for path in cache_dir.iterdir()}
     for path in cache_dir.iterdir():
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 3] if damage == "truncated" else b"not a model" * 100)
     np.testing.assert_allclose(DlibResnetOnnxEmbedder().embed(chips), expected, atol=1e-6)
     assert [f.box for f in HogDetector(upsample=1).detect(two_people)] == [f.box for f in faces]
+    # and the damaged files were replaced, so the next start is fast again
+    assert {path.name: path.read_bytes() for path in cache_dir.iterdir()} == good
 
 
 def test_cache_turned_off_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

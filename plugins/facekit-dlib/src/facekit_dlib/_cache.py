@@ -18,9 +18,10 @@ in memory, as without a cache.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
+
+from facekit.io import atomic_write
 
 T = TypeVar("T")
 
@@ -44,8 +45,9 @@ def cached(
 ) -> T:
     """``load`` the cached ``filename`` if it is there and readable; else ``make`` it and ``save`` it.
 
-    ``save`` writes to a temporary path in the cache folder, renamed into place when done,
-    so a reader never sees half a file and parallel processes can race harmlessly.
+    ``save`` writes to a temporary path in the cache folder, renamed into place when done
+    (:func:`facekit.io.atomic_write`), so a reader never sees half a file and parallel
+    processes can race harmlessly.
     """
     folder = cache_folder()
     path = folder / filename if folder is not None else None
@@ -57,15 +59,17 @@ def cached(
     value = make()
     if path is not None:
         try:
-            folder.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
-            handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".tmp")
-            os.close(handle)
-            try:
-                save(value, Path(temporary))
-                os.replace(temporary, path)
-            finally:
-                if os.path.exists(temporary):
-                    os.unlink(temporary)
+            atomic_write(path, lambda temporary: save(value, temporary))
         except OSError:
             pass  # a read-only or full disk costs the speed-up, nothing else
     return value
+
+
+def forget(filename: str) -> None:
+    """Remove a cached file that turned out to be unusable, so the next :func:`cached` makes it anew."""
+    folder = cache_folder()
+    if folder is not None:
+        try:
+            (folder / filename).unlink(missing_ok=True)
+        except OSError:
+            pass

@@ -97,18 +97,22 @@ class DlibResnetOnnxEmbedder(DlibDescriptorEmbedder):
         return (type(self), (self.params.model_dump(),))
 
     def _load(self) -> Any:
-        from facekit_dlib._cache import cached
+        from facekit_dlib._cache import cached, forget
         from facekit_dlib.onnx_resnet import GRAPH_VERSION, make_session
 
         path = model_path(FACE_RESNET)  # checked against the published SHA-256 ...
         sha256 = MODEL_FILES[FACE_RESNET][1]  # ... so that is the cached graph's key
         name = f"{FACE_RESNET.removesuffix('.dat')}-{sha256[:16]}-graph{GRAPH_VERSION}.onnx"
-        model = cached(name, lambda: _build(path), lambda blob, to: to.write_bytes(blob), lambda at: at.read_bytes())
+
+        def graph() -> bytes:
+            return cached(name, lambda: _build(path), lambda blob, to: to.write_bytes(blob), lambda at: at.read_bytes())
+
         settings = {"num_threads": self.params.num_threads, "optimization": self.params.optimization}
         try:
-            return make_session(model, **settings)
-        except Exception:  # a cached file that ONNX Runtime refuses: build the graph afresh
-            return make_session(_build(path), **settings)
+            return make_session(graph(), **settings)
+        except Exception:  # a cached file that ONNX Runtime refuses: replace it with a fresh build
+            forget(name)
+            return make_session(graph(), **settings)
 
     def warm_up(self) -> None:
         self._session.get()
