@@ -146,3 +146,10 @@ def test_a_rerun_into_the_same_folder_leaves_nothing_stale(faces_dir: Path, tmp_
     assert sorted(p.name for p in (out / "links").iterdir()) == ["cluster_000"]
     assert sorted(p.name for p in (out / "links" / "cluster_000").iterdir()) == ["obama.jpg", "obama2.jpg"]
     assert (examples / "biden.jpg").is_file()  # links go, photos stay
+
+
+def test_cluster_takes_paths_and_says_so_for_decoded_images() -> None:
+    """Results, contact sheets and links name photos by path: a decoded array is refused clearly."""
+    refused = r"cluster\(\) takes paths of photos; item 1 is a ndarray.*cluster_vectors"
+    with pytest.raises(fk_cluster.ConfigError, match=refused):
+        fk_cluster.cluster(["a.jpg", np.zeros((8, 8, 3), np.uint8)])

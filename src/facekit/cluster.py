@@ -343,7 +343,7 @@ def cluster(
     linkage: str = "average",
     progress: Optional[Callable[[int], None]] = None,
 ) -> Clustering:
-    """Group the faces of ``images`` (paths or anything the pipeline reads) by person.
+    """Group the faces of the photos at the paths ``images`` by person.
 
     Every face of every photo is clustered (a group photo puts its people in different
     clusters). ``threshold`` is in the pipeline's metric (a distance for euclidean
@@ -353,6 +353,12 @@ def cluster(
     """
     from facekit.pipeline import Pipeline
 
+    unnamed = [i for i, image in enumerate(images) if not isinstance(image, (str, os.PathLike))]
+    if unnamed:  # the results, the contact sheets and the links all name photos by their path
+        raise ConfigError(
+            f"cluster() takes paths of photos; item {unnamed[0]} is a {type(images[unnamed[0]]).__name__}. "
+            "For vectors you already have, use cluster_vectors()"
+        )
     if pipeline is None or isinstance(pipeline, (str, os.PathLike)):
         pipeline = Pipeline.load(pipeline)
     if threshold is None:

@@ -178,6 +178,7 @@ class ProcessPoolEngine(Engine):
                 send()
                 yield from results
         except BaseException as exc:
+            from concurrent.futures import CancelledError
             from concurrent.futures.process import BrokenProcessPool
 
             if isinstance(exc, BrokenProcessPool):
@@ -185,6 +186,12 @@ class ProcessPoolEngine(Engine):
                 raise FacekitError(
                     f"a worker process of pipeline {self.pipeline.name!r} died ({exc}); rerun with "
                     "workers=1 (`--workers 1`) to see the error in this process"
+                ) from None
+            if isinstance(exc, CancelledError) or (isinstance(exc, RuntimeError) and "shutdown" in str(exc)):
+                raise FacekitError(
+                    f"the worker pool of pipeline {self.pipeline.name!r} was closed while this call was "
+                    "reading from it (another thread closed the pipeline or asked for another number of "
+                    "workers); give each thread its own pipeline, or use one worker count"
                 ) from None
             raise
         finally:
