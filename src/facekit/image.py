@@ -262,3 +262,31 @@ def save_png(path: Union[str, os.PathLike], image: np.ndarray) -> Path:
     if not ok:  # pragma: no cover - cv2 only fails on invalid arrays
         raise ImageError(f"could not encode PNG for {path}")
     return atomic_write_bytes(path, buf.tobytes())
+
+
+# --------------------------------------------------------------------------- paths
+def refuse_urls(*paths: str) -> None:
+    """A URL is not a file: say so, instead of "no such file"."""
+    for path in paths:
+        scheme = str(path).split("://", 1)[0].lower() if "://" in str(path) else ""
+        if scheme and scheme.isalpha():
+            raise ImageError(f"{path}: facekit reads local files, not URLs; download the image first "
+                             "(e.g. `curl -O URL`) and pass the file's path")
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
+
+
+def expand_image_paths(paths: Any) -> list[str]:
+    """Files as given, plus the images inside any folder (recursively, sorted)."""
+    refuse_urls(*paths)
+    out: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.exists():
+            out.append(str(path))
+        else:
+            raise ImageError(f"{raw}: no such file or folder")
+    return out

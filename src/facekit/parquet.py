@@ -254,7 +254,7 @@ def count_rows(out_dir: Union[str, os.PathLike], table: str = FACES) -> int:
 def input_paths(paths: Iterable[Union[str, os.PathLike]], column: Optional[str] = None) -> list[str]:
     """Image paths from folders (recursively), image files, text files of paths (one a line,
     ``#`` comments) and the path column of ``.parquet`` / ``.csv`` files."""
-    from facekit.cli.common import expand_image_paths
+    from facekit.image import expand_image_paths
 
     out: list[str] = []
     for raw in paths:

@@ -82,7 +82,7 @@ class IdentitySet:
     def from_folder(cls, folder: PathLike, name: Optional[str] = None,
                     only: Optional[Sequence[str]] = None) -> "IdentitySet":
         """``folder/<identity>/<images>``; ``only`` keeps the named identities."""
-        from facekit.cli.common import IMAGE_SUFFIXES
+        from facekit.image import IMAGE_SUFFIXES
 
         root = Path(folder)
         if not root.is_dir():

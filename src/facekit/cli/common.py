@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 import click
 
 from facekit.errors import FacekitError
+from facekit.image import IMAGE_SUFFIXES, expand_image_paths, refuse_urls  # noqa: F401  (the CLI's names)
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,39 +37,6 @@ def load_pipeline(spec: str, workers: Optional[int] = None) -> Any:
     if workers is not None:
         built.config.workers = workers
     return built
-
-
-def refuse_urls(*paths: str) -> None:
-    """A URL is not a file: say so, instead of "no such file"."""
-    from facekit.errors import ImageError
-
-    for path in paths:
-        scheme = str(path).split("://", 1)[0].lower() if "://" in str(path) else ""
-        if scheme and scheme.isalpha():
-            raise ImageError(f"{path}: facekit reads local files, not URLs; download the image first "
-                             "(e.g. `curl -O URL`) and pass the file's path")
-
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
-
-
-def expand_image_paths(paths: Any) -> list[str]:
-    """Files as given, plus the images inside any folder (recursively, sorted)."""
-    from pathlib import Path
-
-    from facekit.errors import ImageError
-
-    refuse_urls(*paths)
-    out: list[str] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            out.extend(str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        elif path.exists():
-            out.append(str(path))
-        else:
-            raise ImageError(f"{raw}: no such file or folder")
-    return out
 
 
 def terminal_width() -> int:

@@ -79,7 +79,7 @@ def scan_identities(
     Sorted by name; ``max_identities`` keeps the first people, ``max_images`` the first photos
     of each (by file name).
     """
-    from facekit.cli.common import IMAGE_SUFFIXES
+    from facekit.image import IMAGE_SUFFIXES
 
     root = Path(root)
     if not root.is_dir():
