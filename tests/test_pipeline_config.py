@@ -142,3 +142,9 @@ def test_multi_face_policies(toy):
 def test_threshold_override(toy):
     pipeline = Pipeline.from_yaml(TOY_YAML + "scoring: {threshold: 0.9}\n")
     assert pipeline.threshold == 0.9
+
+
+def test_load_returns_a_pipeline_it_is_given(toy) -> None:  # type: ignore[no-untyped-def]
+    """Functions that take "a pipeline name, path or Pipeline" call Pipeline.load on it."""
+    built = Pipeline.from_yaml(TOY_YAML)
+    assert Pipeline.load(built) is built

@@ -359,8 +359,7 @@ def cluster(
             f"cluster() takes paths of photos; item {unnamed[0]} is a {type(images[unnamed[0]]).__name__}. "
             "For vectors you already have, use cluster_vectors()"
         )
-    if pipeline is None or isinstance(pipeline, (str, os.PathLike)):
-        pipeline = Pipeline.load(pipeline)
+    pipeline = Pipeline.load(pipeline)
     if threshold is None:
         threshold, rule = default_threshold(pipeline)
     else:

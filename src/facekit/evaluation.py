@@ -560,7 +560,7 @@ def score_pairs(
     """
     from facekit.pipeline import Pipeline
 
-    built = pipeline if isinstance(pipeline, Pipeline) else Pipeline.load(pipeline)
+    built = Pipeline.load(pipeline)
     wanted = list(dict.fromkeys(path for f in pair_files for path in f.images))
     vectors, failures, timing = embed_images(built, wanted, cache=cache, progress=progress)
     metric = built.embedder.metric
@@ -589,7 +589,7 @@ def evaluate(
     """
     from facekit.pipeline import Pipeline
 
-    built = pipeline if isinstance(pipeline, Pipeline) else Pipeline.load(pipeline)
+    built = Pipeline.load(pipeline)
     test = pairs if isinstance(pairs, PairFile) else read_pairs(pairs, images, limit=limit)
     train = None
     if train_pairs is not None:

@@ -332,7 +332,7 @@ class Gallery:
             raise ConfigError(f"{path}: already exists; open it, or choose another file name to make a new gallery")
         if template not in TEMPLATE_RULES:
             raise ConfigError(f"unknown template rule {template!r}; choose one of {', '.join(TEMPLATE_RULES)}")
-        pipe = pipeline if isinstance(pipeline, Pipeline) else Pipeline.load(pipeline)
+        pipe = Pipeline.load(pipeline)
         from facekit.config import validate_model
 
         # an unknown index or a bad parameter is an error now, not at the first query
@@ -433,7 +433,7 @@ class Gallery:
             if given is None:
                 pipe = Pipeline.from_yaml(self._meta["pipeline_yaml"])
             else:
-                pipe = given if isinstance(given, Pipeline) else Pipeline.load(given)
+                pipe = Pipeline.load(given)
                 if vector_space(pipe) != self._meta["vector_space"]:
                     raise ConfigError(
                         f"{self.path}: this gallery holds embeddings of model {self._meta['model']!r} "

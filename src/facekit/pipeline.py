@@ -109,8 +109,11 @@ class Pipeline:
         return cls.from_dict(data, where=where)
 
     @classmethod
-    def load(cls, name_or_path: Union[str, os.PathLike, None] = None) -> "Pipeline":
-        """A bundled pipeline by name (``"default"``), a YAML file, or YAML text."""
+    def load(cls, name_or_path: Union[str, os.PathLike, "Pipeline", None] = None) -> "Pipeline":
+        """A bundled pipeline by name (``"default"``), a YAML file, or YAML text; a
+        :class:`Pipeline` is returned as it is, so functions can take either."""
+        if isinstance(name_or_path, Pipeline):
+            return name_or_path
         if name_or_path is None:
             name_or_path = DEFAULT_PIPELINE
         text = str(name_or_path)

@@ -419,7 +419,7 @@ def audit(pipeline: Any, populations: Sequence[IdentitySet], *, target_fmr: floa
     from facekit.evaluation import embed_images
     from facekit.pipeline import Pipeline
 
-    built = pipeline if isinstance(pipeline, Pipeline) else Pipeline.load(pipeline)
+    built = Pipeline.load(pipeline)
     if not populations:
         raise ConfigError("nothing to audit: name at least one population (a folder of identity folders)")
     names = [p.name for p in populations]

@@ -319,8 +319,7 @@ def video_timeline(
     from facekit.cluster import cluster_vectors, default_threshold
     from facekit.pipeline import Pipeline
 
-    base = gallery.pipeline if gallery is not None else (
-        Pipeline.load(pipeline) if pipeline is None or isinstance(pipeline, (str, os.PathLike)) else pipeline)
+    base = gallery.pipeline if gallery is not None else Pipeline.load(pipeline)
     runner = video_pipeline(base)
     metric = base.embedder.metric
     threshold = base.threshold
