@@ -247,21 +247,20 @@ class Pipeline:
 
         setting = self.config.workers if workers is None else workers
         count = resolve_workers(setting)
-        if setting == 0 and not self._rebuildable_in_workers():
-            return SequentialEngine(self)  # automatic: never a pool that would fail to build the pipeline
         with self._engine_lock:
             pool = self.__dict__.get("_pool")
             running = pool is not None and pool.workers == count and setting != 1 and images >= 2
             if not running and not wants_pool(setting, images):  # a running pool serves any later call
                 return SequentialEngine(self)
             if pool is None or pool.workers != count:
+                if setting == 0 and not self._rebuildable_in_workers():
+                    return SequentialEngine(self)  # automatic: never a pool that would fail to build the pipeline
                 self.close()
                 pool = self.__dict__["_pool"] = ProcessPoolEngine(self, count)
             return pool
 
     def _rebuildable_in_workers(self) -> bool:
         """Whether worker processes, which load plugins from entry points only, can build this pipeline."""
-        from facekit.config import STAGE_KINDS
         from facekit.plugins import get_plugin_manager
 
         manager = get_plugin_manager()
