@@ -79,7 +79,7 @@ def embed_command(paths: tuple[str, ...], output: str, pipeline: str, engine: st
         if previous_sigterm is not _NOT_SET:
             signal.signal(signal.SIGTERM, previous_sigterm if previous_sigterm is not None else signal.SIG_DFL)
     out = Path(output)
-    if out.suffix == ".json":
+    if out.suffix.lower() == ".json":
         atomic_write_text(out, json.dumps({
             "pipeline": built.name, "model": built.embedder.model_name, "metric": built.embedder.metric,
             "multi_face": built.config.multi_face,
