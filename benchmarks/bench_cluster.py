@@ -7,7 +7,7 @@ Protocol: lfw-dev's two pair files name disjoint people. Each method's threshold
 on the images of the people of ``pairsDevTrain.txt`` only (the best BCubed F among
 thresholds whose pairwise precision is at least 80 %), then reported, unchanged, on the
 people of ``pairsDevTest.txt`` and on all of lfw-dev. facekit's default (average linkage
-cut at the calibration's 0.1 %-false-match score, see ``facekit.cluster.default_threshold``)
+cut at the calibration's 0.1 %-false-match score, see ``facekit.collections.cluster.default_threshold``)
 is reported as it ships, with no tuning at all.
 
 Methods: dlib's Chinese whispers (the baseline, at dlib's 0.5 and at the chosen
@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from facekit import cluster as fk_cluster
+from facekit.collections import cluster as fk_cluster
 
 
 # ----------------------------------------------------------------------------- scores
@@ -248,7 +248,7 @@ def level_sweep(pipeline: Any, vectors: np.ndarray, truth: np.ndarray) -> list[d
 
 
 def other_collection(pipeline: Any, faces: Path, name: str) -> dict[str, Any]:
-    """``facekit.cluster`` end to end, defaults only, on another labelled collection: each
+    """``facekit.collections.cluster`` end to end, defaults only, on another labelled collection: each
     photo's largest face is scored against the photo's person."""
     folder = faces / name
     if name == "deepface_dataset":

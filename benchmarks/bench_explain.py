@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def choose_pairs(pair_file: Path, count: int) -> list[tuple[str, str]]:
-    from facekit.evaluation import read_pairs
+    from facekit.studies.evaluation import read_pairs
 
     return [(p.a, p.b) for p in read_pairs(pair_file).spread(count)]
 
@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         plot_curves(report, args.out / "deletion_curves.png")
         print(markdown(report))
         return 0
-    from facekit import faithfulness as fa
+    from facekit.studies import faithfulness as fa
     from facekit.errors import FacekitError
-    from facekit.occlusion import OcclusionExplainer
+    from facekit.builtin.occlusion import OcclusionExplainer
     from facekit.pipeline import Pipeline
     from facekit_torch.gradcam import GradCamExplainer, randomized_copy
 
@@ -279,7 +279,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def plot_curves(report: dict[str, Any], path: Path) -> None:
-    from facekit.plots import _figure, _save
+    from facekit.pictures.plots import _figure, _save
 
     fig = _figure(11, 4.6)
     axes = fig.subplots(1, 2)
@@ -319,8 +319,8 @@ def plot_curves(report: dict[str, Any], path: Path) -> None:
 
 
 def plot_examples(examples: list[Any], path: Path) -> None:
-    from facekit.plots import _figure, _save
-    from facekit.visualize import overlay_heatmap
+    from facekit.pictures.plots import _figure, _save
+    from facekit.pictures.cards import overlay_heatmap
 
     if not examples:
         return

@@ -86,7 +86,7 @@ def measure(index_cls, params: dict, base: np.ndarray, queries: np.ndarray, trut
 
 
 def exact_truth(base: np.ndarray, queries: np.ndarray, metric: str) -> tuple[np.ndarray, float]:
-    from facekit.index import ExactIndex
+    from facekit.builtin.index import ExactIndex
 
     index = ExactIndex(batch_size=16)
     index.build(base, metric)

@@ -93,8 +93,8 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/bench_gallery.json")
     args = parser.parse_args()
 
-    from facekit import similarity
-    from facekit.gallery import DEFAULT_MAX_RATIO, TEMPLATE_RULES, Gallery, distance_ratio
+    from facekit.scoring import similarity
+    from facekit.collections.gallery import DEFAULT_MAX_RATIO, TEMPLATE_RULES, Gallery, distance_ratio
     from facekit.pipeline import Pipeline
     from facekit.types import Embedding
 

@@ -59,7 +59,7 @@ def speed(batch: np.ndarray, repeat: int) -> None:
     from facekit_dlib.embedders import DlibResnetOnnxEmbedder
     from facekit_dlib.onnx_resnet import INPUT_NAME, build_onnx_model, make_session
 
-    from facekit.dlib_model_file import default_model_path, read_dlib_resnet_file
+    from facekit.dlib_model.reader import default_model_path, read_dlib_resnet_file
 
     model = build_onnx_model(read_dlib_resnet_file(default_model_path()))
     tensor = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
@@ -98,8 +98,8 @@ def quantization(pipeline, lfw: Path, pairs: int, calibration_chips: np.ndarray)
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_dynamic, quantize_static
 
-    from facekit.dlib_model_file import default_model_path, read_dlib_resnet_file
-    from facekit.evaluation import read_pairs
+    from facekit.dlib_model.reader import default_model_path, read_dlib_resnet_file
+    from facekit.studies.evaluation import read_pairs
     from facekit_dlib.onnx_resnet import INPUT_NAME, build_onnx_model
 
     chosen = read_pairs(lfw / "pairsDevTest.txt", lfw / "images", limit=pairs).pairs

@@ -11,7 +11,7 @@ Two parts, each printing JSON lines (and writing only under /tmp):
 
 * ``faiss``: N synthetic face-like vectors (lfw-dev's between- and within-person
   covariance, as in bench_faiss.py) written as a Parquet dataset in chunks, then an IVF
-  index built from it chunk by chunk (facekit.parquet.build_index) in a fresh process whose
+  index built from it chunk by chunk (facekit.collections.parquet.build_index) in a fresh process whose
   peak memory is reported; recall@10 against exact search (also computed chunk by chunk)
   for several ``nprobe``::
 
@@ -55,7 +55,7 @@ def emit(row: dict) -> None:
 
 # ------------------------------------------------------------------ throughput
 def throughput(args: argparse.Namespace) -> None:
-    from facekit import parquet
+    from facekit.collections import parquet
     from facekit.engine import ProcessPoolEngine
     from facekit.pipeline import Pipeline
     from facekit_ray import RayEngine
@@ -95,7 +95,7 @@ def throughput(args: argparse.Namespace) -> None:
 
 def sorted_vectors(out: Path) -> np.ndarray:
     """A dataset's vectors ordered by (source, face index): engines write rows in different orders."""
-    from facekit import parquet
+    from facekit.collections import parquet
 
     rows = [(s, i, v) for batch in parquet.read_batches(out, ["source", "face_index", "vector"])
             for s, i, v in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), parquet.vectors_of(batch))]
@@ -138,8 +138,8 @@ def write_synthetic(count: int, out: Path, embeddings: str, queries: int, chunk:
 
 def exact_neighbours(out: Path, queries: np.ndarray, k: int = 10) -> np.ndarray:
     """The exact ``k`` nearest rows (Euclidean) of each query, reading the dataset chunk by chunk."""
-    from facekit import parquet
-    from facekit.index import top_k
+    from facekit.collections import parquet
+    from facekit.builtin.index import top_k
 
     best_d = np.full((len(queries), 0), np.inf, np.float32)
     best_i = np.zeros((len(queries), 0), np.int64)
@@ -158,7 +158,7 @@ def faiss_child(args: argparse.Namespace) -> None:
     """In a fresh process: exact truth in chunks, then the chunked IVF build and queries."""
     from facekit_faiss.index import FaissIndex
 
-    from facekit import parquet
+    from facekit.collections import parquet
 
     out = Path(args.dataset)
     queries = np.load(out / "queries.npy")

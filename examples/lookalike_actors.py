@@ -52,8 +52,8 @@ def photos_of(faces: Path) -> dict[str, list[str]]:
 
 
 def mean_faces(pipeline: Any, photos: dict[str, list[str]], out: Path) -> Path:
-    from facekit.meanface import side_by_side
-    from facekit.visualize import save_png
+    from facekit.builtin.meanface import side_by_side
+    from facekit.pictures.cards import save_png
 
     # framed close around the mean landmarks: the crops are tight, so wider chips have black edges
     results = {name: pipeline.aggregate(paths, "meanface", margin=0.15) for name, paths in photos.items()}
@@ -65,7 +65,7 @@ def mean_faces(pipeline: Any, photos: dict[str, list[str]], out: Path) -> Path:
 
 def pair_figure(groups: dict[str, Any], out: Path) -> Path:
     """Every photo pair's distance under each pipeline, with that pipeline's threshold."""
-    from facekit.plots import DIFFERENT_COLOUR, SAME_COLOUR, _figure, _save
+    from facekit.pictures.plots import DIFFERENT_COLOUR, SAME_COLOUR, _figure, _save
 
     figure = _figure(12, 5.2)
     axes = figure.subplots(1, len(groups), sharey=True)
@@ -91,7 +91,7 @@ def pair_figure(groups: dict[str, Any], out: Path) -> Path:
 
 
 def explain_cards(pipelines: dict[str, Any], pair: tuple[str, str], out: Path) -> list[Path]:
-    from facekit.visualize import save_png
+    from facekit.pictures.cards import save_png
 
     paths = []
     for name, pipeline in pipelines.items():
@@ -109,7 +109,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     from facekit import Pipeline
-    from facekit.populations import compare_groups
+    from facekit.studies.populations import compare_groups
 
     notes: list[str] = []
     photos = photos_of(args.faces)

@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     name, method = FITS[args.pipeline]
     args.output = args.output or DATA / f"calibration-{name}.json"
 
-    from facekit.calibration import Calibration, check_calibration, fit_calibration
+    from facekit.scoring.calibration import Calibration, check_calibration, fit_calibration
     from facekit.cli.evaluate import calibration_summary
-    from facekit.evaluation import embedding_digest, read_pairs, score_pairs
+    from facekit.studies.evaluation import embedding_digest, read_pairs, score_pairs
     from facekit.pipeline import Pipeline
 
     lfw = args.faces / "lfw-dev"
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     print(calibration_summary(calibration))
     print(f"images: {timing['images']} ({timing['from_cache']} from cache), {timing['seconds']:.0f} s")
     if args.plot:
-        from facekit.plots import calibration_figure
+        from facekit.pictures.plots import calibration_figure
 
         calibration_figure(calibration, test_scores, test.labels, args.plot,
                            title=f"{name}: fitted on {train_file.name}, checked on {test_file.name}")

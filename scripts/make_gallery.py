@@ -124,7 +124,7 @@ class Gallery:
     def heatmap_methods(self) -> np.ndarray:
         from matplotlib.figure import Figure
 
-        from facekit.visualize import colorize, overlay_heatmap
+        from facekit.pictures.cards import colorize, overlay_heatmap
 
         photos = self.faces / EXAMPLES
         a, b = self.default.align(photos / "obama.jpg")[0], self.default.align(photos / "biden.jpg")[0]
@@ -168,7 +168,7 @@ class Gallery:
 
     def meanfaces(self) -> np.ndarray:
         import facekit
-        from facekit.meanface import side_by_side
+        from facekit.builtin.meanface import side_by_side
 
         pipeline = facekit.Pipeline.load("mediapipe")
         people = [("eguchi_yosuke", "Yosuke Eguchi"), ("matsumura_hokuto", "Hokuto Matsumura")]
@@ -226,7 +226,7 @@ class Gallery:
 
     def _lfw_report(self):  # type: ignore[no-untyped-def]
         if getattr(self, "_report", None) is None:
-            from facekit.evaluation import evaluate
+            from facekit.studies.evaluation import evaluate
 
             start = time.perf_counter()
             self._report = evaluate(self.faces / "lfw-dev" / "pairsDevTest.txt", pipeline=self.default,
@@ -237,7 +237,7 @@ class Gallery:
     def roc(self) -> np.ndarray:
         import tempfile
 
-        from facekit.plots import evaluation_figure
+        from facekit.pictures.plots import evaluation_figure
 
         report = self._lfw_report()
         print("  " + report.summary().replace("\n", "\n  "))
@@ -247,7 +247,7 @@ class Gallery:
     def calibration(self) -> np.ndarray:
         import tempfile
 
-        from facekit.plots import calibration_figure
+        from facekit.pictures.plots import calibration_figure
 
         report = self._lfw_report()
         calibration = self.default.calibration
@@ -262,7 +262,7 @@ class Gallery:
     def audit(self) -> np.ndarray:
         import tempfile
 
-        from facekit.populations import IdentitySet, audit, audit_figure
+        from facekit.studies.populations import IdentitySet, audit, audit_figure
 
         populations = [IdentitySet.from_folder(self.faces / "eastasian-lfw", "east-asian"),
                        IdentitySet.from_folder(self.faces / "lfw-dev" / "images", "lfw-dev")]
@@ -273,7 +273,7 @@ class Gallery:
 
     def cluster(self) -> np.ndarray:
         """``facekit cluster``'s contact sheets of deepface's photos: the four largest clusters."""
-        from facekit.cluster import cluster, contact_sheet
+        from facekit.collections.cluster import cluster, contact_sheet
 
         photos = sorted((self.faces / "deepface_dataset").glob("*.jpg"))
         result = cluster(photos, self.default)

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("facekit_dlib")
 
-from facekit.calibration import load_calibration  # noqa: E402
-from facekit.evaluation import embedding_digest  # noqa: E402
+from facekit.scoring.calibration import load_calibration  # noqa: E402
+from facekit.studies.evaluation import embedding_digest  # noqa: E402
 from facekit.pipeline import Pipeline  # noqa: E402
 
 LFW = "lfw-dev/images"

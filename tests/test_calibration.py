@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from facekit.calibration import (
+from facekit.scoring.calibration import (
     Calibration,
     brier_score,
     expected_calibration_error,
@@ -233,7 +233,7 @@ def test_shipped_lfw_dev_calibration() -> None:
 
 
 def test_shipped_calibration_matches_the_default_pipeline() -> None:
-    from facekit.evaluation import embedding_digest
+    from facekit.studies.evaluation import embedding_digest
     from facekit.pipeline import Pipeline
 
     fitted = load_calibration("lfw-dev").fitted_on["pipeline_embedding_sha256"]

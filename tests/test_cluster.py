@@ -1,4 +1,4 @@
-"""facekit.cluster: the linkage against a brute-force one, and ``facekit cluster`` on real photos."""
+"""facekit.collections.cluster: the linkage against a brute-force one, and ``facekit cluster`` on real photos."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from facekit import cluster as fk_cluster
+from facekit.collections import cluster as fk_cluster
 
 EXAMPLES = "face_recognition_examples/examples"
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from facekit.errors import ConfigError
-from facekit.evaluation import (
+from facekit.studies.evaluation import (
     Pair,
     PairFile,
     accuracy_at,

@@ -1,4 +1,4 @@
-"""Faithfulness measurements (facekit.faithfulness) and the occlusion map, on toy embedders
+"""Faithfulness measurements (facekit.studies.faithfulness) and the occlusion map, on toy embedders
 whose right answer is known. Real-photo checks are in test_occlusion.py and the torch plugin."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facekit import faithfulness as fa
+from facekit.studies import faithfulness as fa
 from facekit.components import Embedder
-from facekit.occlusion import occlusion_map, patch_positions, to_unit
+from facekit.builtin.occlusion import occlusion_map, patch_positions, to_unit
 
 
 class TopLeftEmbedder(Embedder):

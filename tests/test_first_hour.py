@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from facekit import similarity
+from facekit.scoring import similarity
 from facekit.cli import main
 from facekit.errors import ConfigError
 
@@ -230,7 +230,7 @@ def test_quickstart_shows_what_compare_prints(examples: Path) -> None:
 
 # ---------------------------------------------------------------------------- 9.
 def test_limit_spreads_the_pairs_over_the_file(faces_dir: Path) -> None:
-    from facekit.evaluation import read_pairs
+    from facekit.studies.evaluation import read_pairs
 
     path = faces_dir / "lfw-dev" / "pairsDevTest.txt"
     full, limited = read_pairs(path), read_pairs(path, limit=10)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from facekit.errors import ConfigError
-from facekit.gallery import Gallery, distance_ratio, person_scores
-from facekit.index import ExactIndex
+from facekit.collections.gallery import Gallery, distance_ratio, person_scores
+from facekit.builtin.index import ExactIndex
 from facekit.pipeline import Pipeline
 from facekit.types import Embedding
 
@@ -194,7 +194,7 @@ _WORKER = textwrap.dedent(
     """
     import sys, time
     import numpy as np
-    from facekit.gallery import Gallery
+    from facekit.collections.gallery import Gallery
     from facekit.types import Embedding
 
     mode, path, model = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -284,7 +284,7 @@ def test_people_with_many_photos_do_not_hide_the_second_candidate(tmp_path: Path
 
 
 def test_distance_ratio_uses_distances_for_both_metrics() -> None:
-    from facekit.gallery import Candidate
+    from facekit.collections.gallery import Candidate
 
     def candidate(score: float, metric: str) -> Candidate:
         return Candidate("x", score, metric, True, None, None, "p")

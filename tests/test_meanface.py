@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from facekit.errors import ConfigError, NoFaceError
 from facekit.image import load_image
-from facekit.meanface import MeanFaceAggregator, delaunay, fit_similarity, mean_face, side_by_side
+from facekit.builtin.meanface import MeanFaceAggregator, delaunay, fit_similarity, mean_face, side_by_side
 from facekit.plugins import get_registry
 from facekit.types import AlignedFace, Face, Landmarks
 

@@ -17,8 +17,8 @@ import pytest
 pytest.importorskip("facekit_dlib")
 pytest.importorskip("facekit_torch")
 
-from facekit import faithfulness as fa  # noqa: E402
-from facekit.occlusion import OcclusionExplainer  # noqa: E402
+from facekit.studies import faithfulness as fa  # noqa: E402
+from facekit.builtin.occlusion import OcclusionExplainer  # noqa: E402
 from facekit.pipeline import Pipeline  # noqa: E402
 from facekit.plugins import get_registry, reset_plugin_manager  # noqa: E402
 from facekit.testing import ExplainerContract  # noqa: E402
@@ -45,7 +45,7 @@ def embedder(pipeline: Pipeline):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def pairs(faces_dir: Path, pipeline: Pipeline) -> list[tuple[AlignedFace, AlignedFace]]:
     """N_PAIRS same-person pairs from pairsDevTrain, spread over the file (different people)."""
-    from facekit.evaluation import read_pairs
+    from facekit.studies.evaluation import read_pairs
 
     chosen = read_pairs(faces_dir / "lfw-dev" / "pairsDevTrain.txt").spread(N_PAIRS)
     return [(pipeline.align(p.a)[0], pipeline.align(p.b)[0]) for p in chosen]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from facekit import parquet
+from facekit.collections import parquet
 from facekit.cli import main
 from facekit.engine import SequentialEngine
 from facekit.errors import ConfigError
@@ -108,7 +108,7 @@ def test_cli_folder_output_gallery_import_and_chunked_index(photos: list[str], t
     result = CliRunner().invoke(main, ["gallery", "import", str(gallery_path), str(out)])
     assert result.exit_code == 0, result.output
     assert "4 photo(s) added" in result.output
-    from facekit.gallery import Gallery
+    from facekit.collections.gallery import Gallery
 
     with Gallery.open(gallery_path) as gallery:
         assert sorted(p.name for p in gallery.people()) == ["biden", "obama", "test"]  # folder names
@@ -118,7 +118,7 @@ def test_cli_folder_output_gallery_import_and_chunked_index(photos: list[str], t
     pytest.importorskip("facekit_faiss")
     from facekit_faiss.index import FaissIndex
 
-    from facekit.index import ExactIndex
+    from facekit.builtin.index import ExactIndex
 
     index = parquet.build_index(FaissIndex(FaissIndex.Params(method="flat")), out, batch_rows=2)
     exact = ExactIndex()
@@ -132,7 +132,7 @@ def test_faiss_ivf_built_from_chunks_finds_what_exact_search_finds() -> None:
     pytest.importorskip("facekit_faiss")
     from facekit_faiss.index import FaissIndex
 
-    from facekit.index import ExactIndex
+    from facekit.builtin.index import ExactIndex
 
     rng = np.random.default_rng(0)
     people = rng.normal(size=(400, 16))

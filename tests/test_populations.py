@@ -19,10 +19,10 @@ pytest.importorskip("facekit_dlib")
 pytest.importorskip("facekit_torch")
 
 from facekit import Pipeline  # noqa: E402
-from facekit.backends import AdaptedEmbedder, fit_nap, remove_directions  # noqa: E402
-from facekit.calibration import Calibration  # noqa: E402
+from facekit.builtin.adapted import AdaptedEmbedder, fit_nap, remove_directions  # noqa: E402
+from facekit.scoring.calibration import Calibration  # noqa: E402
 from facekit.errors import ConfigError  # noqa: E402
-from facekit.populations import (  # noqa: E402
+from facekit.studies.populations import (  # noqa: E402
     IdentitySet,
     _triangle_pair,
     audit_embeddings,
@@ -124,7 +124,7 @@ def test_profile_cross_validated_over_identities(refit) -> None:  # type: ignore
 def test_generic_threshold_fails_east_asian_people(refit, cache: Path) -> None:  # type: ignore[no-untyped-def]
     """The measurement the profile answers: dlib's 0.6 on the same descriptors."""
     _, _, photos, _ = refit
-    from facekit.evaluation import embed_images
+    from facekit.studies.evaluation import embed_images
 
     vectors, _, _ = embed_images(_fit_script().input_pipeline(), photos.images, cache=cache)
     x = np.stack([vectors[p][0] for p in photos.images])

@@ -1,4 +1,4 @@
-"""facekit.video on a short video the test writes from real photos: A, nobody, B, then A and B."""
+"""facekit.collections.video on a short video the test writes from real photos: A, nobody, B, then A and B."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from click.testing import CliRunner
 pytest.importorskip("facekit_dlib")
 
 from facekit.errors import ImageError  # noqa: E402
-from facekit.video import box_iou, video_timeline  # noqa: E402
+from facekit.collections.video import box_iou, video_timeline  # noqa: E402
 
 EXAMPLES = "face_recognition_examples/examples"
 FPS = 10
@@ -85,7 +85,7 @@ def test_timeline_without_a_gallery_tells_people_apart(video: Path, tmp_path: Pa
 
 
 def test_identify_names_known_people_and_leaves_others_unknown(video: Path, examples: Path, tmp_path: Path) -> None:
-    from facekit.gallery import Gallery
+    from facekit.collections.gallery import Gallery
 
     gallery = Gallery.create(tmp_path / "g.db")
     gallery.add("Barack Obama", [examples / "obama2.jpg"])  # not a frame of the video

@@ -1,4 +1,4 @@
-"""Pictures (facekit.visualize) and the way back from chip to photo (Heatmap.on_source).
+"""Pictures (facekit.pictures.cards) and the way back from chip to photo (Heatmap.on_source).
 
 No models: the "chip" is cut from a real photo by hand, so these run in a second or two.
 """
@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facekit import visualize
+from facekit.pictures import cards as visualize
 from facekit.image import load_image
 from facekit.types import AlignedFace, Comparison, Explanation, Face, Heatmap
 
@@ -138,7 +138,7 @@ def test_explanation_shows_its_card_in_a_notebook(obama: np.ndarray) -> None:
 
 def test_light_modules_import_neither_torch_nor_matplotlib() -> None:
     code = (
-        "import sys, facekit.visualize, facekit.occlusion, facekit.faithfulness, facekit.cli.explain;"
+        "import sys, facekit.pictures.cards, facekit.builtin.occlusion, facekit.studies.faithfulness, facekit.cli.explain;"
         "heavy = [m for m in ('torch', 'matplotlib', 'dlib', 'mediapipe') if m in sys.modules];"
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

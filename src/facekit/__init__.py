@@ -34,7 +34,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     # facekit.Gallery is made on first use: sqlite3 and the gallery code stay out of `import facekit`
     if name == "Gallery":
-        from facekit.gallery import Gallery
+        from facekit.collections.gallery import Gallery
 
         return Gallery
     raise AttributeError(f"module 'facekit' has no attribute {name!r}")

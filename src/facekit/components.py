@@ -248,3 +248,14 @@ BASES: dict[str, type[Component]] = {
     "aggregator": Aggregator,
     "index": SearchIndex,
 }
+
+
+#: the kind of component each stage of a pipeline takes (the YAML's stage keys)
+STAGE_KINDS = {
+    "detector": "detector",
+    "fallback_detector": "detector",
+    "aligner": "aligner",
+    "embedder": "embedder",
+    "explainer": "explainer",
+    "aggregator": "aggregator",
+}

@@ -21,7 +21,9 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from facekit.components import STAGE_KINDS
 from facekit.errors import ConfigError
+from facekit.plugins import unknown_name_message
 
 MultiFacePolicy = Literal["largest", "central", "all", "error"]
 
@@ -97,14 +99,6 @@ class PipelineConfig(BaseModel):
         return out
 
 
-STAGE_KINDS = {
-    "detector": "detector",
-    "fallback_detector": "detector",
-    "aligner": "aligner",
-    "embedder": "embedder",
-    "explainer": "explainer",
-    "aggregator": "aggregator",
-}
 
 
 def format_location(loc: tuple[Any, ...]) -> str:
@@ -169,8 +163,6 @@ def stage_problems(data: Any, registry: Any) -> list[str]:
     Stages whose shape is wrong are left to the structure check; this one reads what it can,
     so that a YAML with several mistakes gets them all in one message.
     """
-    from facekit.plugins import unknown_name_message
-
     problems: list[str] = []
     if not isinstance(data, dict):
         return problems

@@ -34,7 +34,7 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 from facekit.errors import ConfigError, FacekitError
 from facekit.types import AlignedFace
@@ -110,7 +110,7 @@ class SequentialEngine(Engine):
 class ProcessPoolEngine(Engine):
     """Decode, detect and align in worker processes; results come back in input order.
 
-    The workers rebuild the pipeline from its description (``pipeline.to_dict()``), so its
+    The workers rebuild the pipeline from its description (``pipeline.rebuild_recipe()``), so its
     components must come from installed plugins, not from classes registered in the
     calling process only. Each worker ignores Ctrl-C (the caller stops the pool) and
     exits if the calling process dies.
@@ -138,9 +138,8 @@ class ProcessPoolEngine(Engine):
 
                 started = time.perf_counter()
                 context = multiprocessing.get_context(START_METHOD)
-                description = (self.pipeline.to_dict(), self.pipeline.where)
                 executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
-                                               initargs=(description, os.getpid()))
+                                               initargs=(self.pipeline.rebuild_recipe(), os.getpid()))
                 try:  # every worker up before any timing starts, and a broken description said at once
                     with _main_module_hidden():  # the workers are spawned by these first tasks
                         list(executor.map(_ready, range(self.workers)))
@@ -258,15 +257,12 @@ _worker_pipeline: Any = None
 _worker_error: Optional[BaseException] = None
 
 
-def _start_worker(description: tuple[dict[str, Any], str], parent_pid: int) -> None:
+def _start_worker(recipe: Callable[[], "Pipeline"], parent_pid: int) -> None:
     global _worker_pipeline, _worker_error
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
-    from facekit.pipeline import Pipeline
-
-    config, where = description
     try:
-        _worker_pipeline = Pipeline.from_dict({**config, "workers": 1}, where=where)  # no pool in a pool
+        _worker_pipeline = recipe()
     except Exception as exc:  # kept, and raised in the caller by the first task (a failed
         _worker_error = exc  # initializer would only say "broken pool")
 

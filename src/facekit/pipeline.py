@@ -11,17 +11,18 @@ A pipeline may be shared between threads: each component is used under its own l
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 from pydantic import ValidationError
 
-from facekit import similarity
+from facekit.scoring import similarity
 from facekit.cache import EmbeddingCache
 from facekit.components import Aggregator, Aligner, Component, Detector, Embedder, Explainer
 from facekit.config import (
@@ -35,13 +36,12 @@ from facekit.config import (
     stage_problems,
     validate_model,
 )
-from facekit.errors import ConfigError, DependencyError, FacekitError, MultipleFacesError, NoFaceError
+from facekit.errors import ConfigError, DependencyError, MultipleFacesError, NoFaceError
 from facekit.image import ImageSource, describe_source, load_image
 from facekit.plugins import OPTIONAL_BUNDLED_COMPONENTS, Registry, get_registry, install_hint, unknown_name_message
+from facekit.engine import Engine, ProcessPoolEngine, SequentialEngine, resolve_workers, wants_pool
 from facekit.types import AggregateResult, AlignedFace, Comparison, Embedding, Explanation, Face
 
-if TYPE_CHECKING:  # pragma: no cover
-    from facekit.engine import Engine
 
 #: the bundled pipeline used when none is named
 DEFAULT_PIPELINE = "default"
@@ -223,7 +223,7 @@ class Pipeline:
         if not self._calibration_loaded:
             name = self.config.scoring.calibration
             if name:
-                from facekit.calibration import load_calibration
+                from facekit.scoring.calibration import load_calibration
 
                 self._calibration = load_calibration(name, metric=self.embedder.metric,
                                                      model=self.embedder.model_name)
@@ -243,8 +243,6 @@ class Pipeline:
         N runs them in a pool of N processes, kept for later calls until :meth:`close`;
         0 means one process per CPU core when there are enough images to repay starting them.
         """
-        from facekit.engine import ProcessPoolEngine, SequentialEngine, resolve_workers, wants_pool
-
         setting = self.config.workers if workers is None else workers
         count = resolve_workers(setting)
         with self._engine_lock:
@@ -258,6 +256,11 @@ class Pipeline:
                 self.close()
                 pool = self.__dict__["_pool"] = ProcessPoolEngine(self, count)
             return pool
+
+    def rebuild_recipe(self) -> "functools.partial[Pipeline]":
+        """A picklable call that builds this pipeline again in another process (no models
+        loaded, ``workers: 1``: no pool in a pool). The process-pool engine's workers use it."""
+        return functools.partial(Pipeline.from_dict, {**self.to_dict(), "workers": 1}, where=self.where)
 
     def _rebuildable_in_workers(self) -> bool:
         """Whether worker processes, which load plugins from entry points only, can build this pipeline."""

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Optional
 import pluggy
 
 from facekit import hookspecs
-from facekit.components import BASES, KINDS, Component
+from facekit.components import BASES, KINDS, STAGE_KINDS, Component
 from facekit.errors import ConfigError, PluginError
 
 ENTRY_POINT_GROUP = "facekit"
@@ -106,8 +106,6 @@ class Registry:
     def missing_for_pipeline(self, name: str) -> list[str]:
         """The components a bundled pipeline names that no loaded plugin registers (empty: it loads)."""
         import yaml
-
-        from facekit.config import STAGE_KINDS
 
         try:
             data = yaml.safe_load(self.pipelines[name][0])

@@ -20,11 +20,12 @@ verdict as confidently as for two good photos.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from facekit.types import AlignedFace, Landmarks
+if TYPE_CHECKING:  # pragma: no cover - annotations only: the result types use this module
+    from facekit.types import AlignedFace, Landmarks
 
 #: below this many pixels between the eye centres a face is flagged ``tiny``: its chip is upsampled
 #: about twice or more (LFW dev's faces: 31 px at the 1st percentile, 41 px median)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
+from facekit.scoring.similarity import bounded_percent
+
 if TYPE_CHECKING:
     from facekit.quality import FaceQuality
 
@@ -68,17 +70,6 @@ class _Result:
             f"<img src='{_png_data_uri(img)}' style='height:150px;margin:2px'/>" for img in self._html_images()
         )
         return f"<div><b>{type(self).__name__}</b><br/>{pics}<table>{rows}</table></div>"
-
-
-def _bounded_percent(fraction: float, decimals: int = 1) -> str:
-    """A fraction as a percentage that never rounds a fitted estimate to a certain 0 or 100 %."""
-    step = 10.0 ** -decimals
-    value = fraction * 100
-    if value > 100 - step:
-        return f">{100 - step:.{decimals}f} %"
-    if value < step:
-        return f"<{step:.{decimals}f} %"
-    return f"{value:.{decimals}f} %"
 
 
 def _short(value: Any) -> str:
@@ -235,9 +226,9 @@ class Comparison(_Result):
 
     ``score`` is in the embedder's own metric: a distance for ``euclidean`` (lower is more
     similar), a similarity for ``cosine`` (higher is more similar). ``percentage`` is
-    FACE01's presentation of a cosine similarity (see :func:`facekit.similarity.percentage`).
+    FACE01's presentation of a cosine similarity (see :func:`facekit.scoring.similarity.percentage`).
     ``probability`` and ``impostor_percentile`` are present when the pipeline carries a
-    calibration (see :mod:`facekit.calibration`).
+    calibration (see :mod:`facekit.scoring.calibration`).
     """
 
     score: float
@@ -312,10 +303,10 @@ class Comparison(_Result):
             ("percentage", f"{self.percentage:.2f} %  (FACE01 scale, 90 % = threshold)"),
         ]
         if self.probability is not None:
-            rows.append(("P(same person)", f"{_bounded_percent(self.probability)}  (calibrated)"))
+            rows.append(("P(same person)", f"{bounded_percent(self.probability)}  (calibrated)"))
         if self.impostor_percentile is not None:
             rows.append(
-                ("more similar than", f"{_bounded_percent(self.impostor_percentile, 2)} of pairs of different people")
+                ("more similar than", f"{bounded_percent(self.impostor_percentile, 2)} of pairs of different people")
             )
         rows += self._face_rows()
         rows += [("model", self.model), ("pipeline", str(self.pipeline))]
@@ -400,7 +391,7 @@ class Heatmap(_Result):
         return {"method": self.method, "shape": list(self.values.shape), "face": self.face.to_dict()}
 
     def _html_images(self) -> list[np.ndarray]:
-        from facekit.visualize import overlay_heatmap
+        from facekit.pictures.cards import overlay_heatmap
 
         return [overlay_heatmap(self.face.chip, self.values)]
 
@@ -424,8 +415,8 @@ class Explanation(_Result):
         return [("explainer", self.explainer)] + self.comparison._summary()
 
     def card(self, **kwargs: Any) -> np.ndarray:
-        """The comparison card as an RGB image (see :func:`facekit.visualize.comparison_card`)."""
-        from facekit.visualize import comparison_card
+        """The comparison card as an RGB image (see :func:`facekit.pictures.cards.comparison_card`)."""
+        from facekit.pictures.cards import comparison_card
 
         return comparison_card(self, **kwargs)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from facekit import Pipeline, load_image
-from facekit.dlib_model_file import ConvRecord, default_model_path, read_dlib_resnet_file
+from facekit.dlib_model.reader import ConvRecord, default_model_path, read_dlib_resnet_file
 from facekit.testing import EmbedderContract, modules_imported_by
 
 from facekit_dlib.embedders import DlibResnetEmbedder, DlibResnetOnnxEmbedder

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facekit.gallery import Gallery
-from facekit.index import ExactIndex
+from facekit.collections.gallery import Gallery
+from facekit.builtin.index import ExactIndex
 from facekit.plugins import get_registry
 from facekit.testing import modules_imported_by
 from facekit.types import Embedding

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from facekit import parquet
+from facekit.collections import parquet
 from facekit.cli import main
 from facekit.engine import SequentialEngine
 from facekit.errors import ConfigError, DependencyError

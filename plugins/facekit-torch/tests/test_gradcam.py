@@ -17,10 +17,10 @@ import torch
 pytest.importorskip("facekit_dlib")
 pytest.importorskip("pytorch_grad_cam")
 
-from facekit import faithfulness as fa  # noqa: E402
+from facekit.studies import faithfulness as fa  # noqa: E402
 from facekit.config import validate_model  # noqa: E402
 from facekit.errors import ConfigError  # noqa: E402
-from facekit.occlusion import OcclusionExplainer  # noqa: E402
+from facekit.builtin.occlusion import OcclusionExplainer  # noqa: E402
 from facekit.pipeline import Pipeline  # noqa: E402
 from facekit.plugins import get_registry, reset_plugin_manager  # noqa: E402
 from facekit.testing import ExplainerContract, modules_imported_by  # noqa: E402
@@ -50,7 +50,7 @@ def embedder(pipeline: Pipeline):  # type: ignore[no-untyped-def]
 
 def _same_person_pairs(faces_dir: Path, pipeline: Pipeline, count: int) -> Pairs:
     """``count`` same-person pairs from pairsDevTrain, spread over the file (different people)."""
-    from facekit.evaluation import read_pairs
+    from facekit.studies.evaluation import read_pairs
 
     chosen = read_pairs(faces_dir / "lfw-dev" / "pairsDevTrain.txt").spread(count)
     return [(pipeline.align(p.a)[0], pipeline.align(p.b)[0]) for p in chosen]

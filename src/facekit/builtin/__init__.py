@@ -19,14 +19,14 @@ def register_detectors(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_embedders(register):  # type: ignore[no-untyped-def]
-    from facekit.backends import AdaptedEmbedder
+    from facekit.builtin.adapted import AdaptedEmbedder
 
     register(AdaptedEmbedder)
 
 
 @hookimpl
 def register_explainers(register):  # type: ignore[no-untyped-def]
-    from facekit.occlusion import OcclusionExplainer
+    from facekit.builtin.occlusion import OcclusionExplainer
 
     register(OcclusionExplainer)
 
@@ -34,7 +34,7 @@ def register_explainers(register):  # type: ignore[no-untyped-def]
 @hookimpl
 def register_aggregators(register):  # type: ignore[no-untyped-def]
     from facekit.builtin.basic import CentroidAggregator
-    from facekit.meanface import MeanFaceAggregator
+    from facekit.builtin.meanface import MeanFaceAggregator
 
     register(CentroidAggregator)
     register(MeanFaceAggregator)
@@ -42,7 +42,7 @@ def register_aggregators(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_indexes(register):  # type: ignore[no-untyped-def]
-    from facekit.index import ExactIndex
+    from facekit.builtin.index import ExactIndex
 
     register(ExactIndex)
 

@@ -81,7 +81,7 @@ def average_command(
         click.echo(f"mean of {result.count} face(s) from {len(files)} file(s) written to {out}")
         return
 
-    from facekit.meanface import side_by_side as draw_side_by_side
+    from facekit.builtin.meanface import side_by_side as draw_side_by_side
 
     if len(paths) < 2:
         raise click.BadParameter("--side-by-side needs at least two groups (one folder each)")

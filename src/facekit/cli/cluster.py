@@ -37,7 +37,7 @@ def cluster_command(paths: tuple[str, ...], output: str, pipeline: str, threshol
     """
     from tqdm.auto import tqdm
 
-    from facekit.cluster import cluster
+    from facekit.collections.cluster import cluster
     from facekit.errors import ImageError
     from facekit.io import atomic_write_text
 

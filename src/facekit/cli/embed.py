@@ -113,8 +113,8 @@ def embed_command(paths: tuple[str, ...], output: str, pipeline: str, engine: st
 
 def _embed_to_folder(paths: tuple[str, ...], output: str, pipeline: str, engine: str, ray_address: Optional[str],
                      path_column: Optional[str], progress: bool, workers: Optional[int]) -> None:
-    """``embed -o FOLDER``: the Parquet layout of :mod:`facekit.parquet`, here or on a Ray cluster."""
-    from facekit.parquet import embed_to_parquet, input_paths
+    """``embed -o FOLDER``: the Parquet layout of :mod:`facekit.collections.parquet`, here or on a Ray cluster."""
+    from facekit.collections.parquet import embed_to_parquet, input_paths
 
     if Path(output).suffix.lower() in (".npz", ".json"):
         raise click.UsageError(f"--engine ray writes a Parquet folder, not {output!r}; name a folder with -o")

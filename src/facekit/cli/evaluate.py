@@ -79,7 +79,7 @@ def evaluate_command(pairs: str, images: Optional[str], pipeline: str, train_pai
       facekit evaluate --pairs lfw-dev/pairsDevTest.txt --images lfw-dev/images \\
           --cache /tmp/facekit-cache -o lfw-devtest.json
     """
-    from facekit.evaluation import DEFAULT_FAR_TARGETS, evaluate
+    from facekit.studies.evaluation import DEFAULT_FAR_TARGETS, evaluate
 
     with load_pipeline(pipeline, workers) as built:
         report = evaluate(pairs, images, built, train_pairs=train_pairs, folds=folds,
@@ -92,7 +92,7 @@ def evaluate_command(pairs: str, images: Optional[str], pipeline: str, train_pai
         _report_failures(report.failed_images)
     click.echo(f"report: {output}")
     if not no_plot:
-        from facekit.plots import evaluation_figure
+        from facekit.pictures.plots import evaluation_figure
 
         click.echo(f"plot:   {evaluation_figure(report, _png_path(output, plot))}")
 
@@ -134,8 +134,8 @@ def calibrate_command(pairs: Optional[str], images: Optional[str], scores_json: 
     """
     import numpy as np
 
-    from facekit.calibration import check_calibration, fit_calibration
-    from facekit.evaluation import read_pairs, score_pairs
+    from facekit.scoring.calibration import check_calibration, fit_calibration
+    from facekit.studies.evaluation import read_pairs, score_pairs
 
     if (pairs is None) == (scores_json is None):
         raise ConfigError("give either --pairs (and --images) to embed and fit, or --scores EVALUATION.json")
@@ -180,7 +180,7 @@ def calibrate_command(pairs: Optional[str], images: Optional[str], scores_json: 
     click.echo(calibration_summary(calibration))
     click.echo(f"calibration: {output}")
     if not no_plot:
-        from facekit.plots import calibration_figure
+        from facekit.pictures.plots import calibration_figure
 
         shown_scores, shown_labels, shown_on = scores, labels, "fitting pairs"
         if check_file is not None and check_scores is not None:

@@ -36,7 +36,7 @@ def explain_command(image_a: str, image_b: str, output: Optional[str], pipeline:
     import json
 
     from facekit.errors import ConfigError
-    from facekit.visualize import save_png
+    from facekit.pictures.cards import save_png
 
     refuse_urls(image_a, image_b)
     built = load_pipeline(pipeline)

@@ -13,16 +13,16 @@ import click
 from facekit.cli import workers_option
 from facekit.cli.common import expand_image_paths, handle_errors
 from facekit.errors import FacekitError, ImageError, NoFaceError
-from facekit.video import VIDEO_SUFFIXES
+from facekit.collections.video import VIDEO_SUFFIXES
 
 #: file suffix -> "module:function" that identifies people in such a file: ``function(gallery, path, k)``
 #: returns the JSON-ready dict of one input (``{"input": ..., "faces": [...]}`` plus whatever it adds).
-#: Photos need no entry; videos get a face per track and a timeline (facekit.video).
-INPUT_HANDLERS: dict[str, str] = {suffix: "facekit.video:identify_video" for suffix in VIDEO_SUFFIXES}
+#: Photos need no entry; videos get a face per track and a timeline (facekit.collections.video).
+INPUT_HANDLERS: dict[str, str] = {suffix: "facekit.collections.video:identify_video" for suffix in VIDEO_SUFFIXES}
 
 
 def _open(path: str, pipeline: Optional[str] = None) -> Any:
-    from facekit.gallery import Gallery
+    from facekit.collections.gallery import Gallery
 
     return Gallery.open(path, pipeline)
 
@@ -93,7 +93,7 @@ def create_command(gallery: str, pipeline: str, index_name: str, index_params: t
     import yaml
 
     from facekit.errors import ConfigError
-    from facekit.gallery import DEFAULT_TEMPLATE_RULE, Gallery
+    from facekit.collections.gallery import DEFAULT_TEMPLATE_RULE, Gallery
 
     params = {}
     for item in index_params:
@@ -142,7 +142,7 @@ def import_command(gallery: str, embeddings: str, name_column: Optional[str]) ->
     The largest face of each photo is added, named by the photo's folder (.../NAME/photo.jpg)
     or by --name-column; rows are read in batches, so the folder may hold millions.
     """
-    from facekit.parquet import import_to_gallery
+    from facekit.collections.parquet import import_to_gallery
 
     with _open(gallery) as opened:
         added, unchanged, failures = import_to_gallery(opened, embeddings, name_column=name_column)

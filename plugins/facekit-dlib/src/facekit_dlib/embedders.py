@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from facekit.components import Lazy
-from facekit.dlib_descriptor import DIM, DlibDescriptorEmbedder
+from facekit.dlib_model.descriptor import DIM, DlibDescriptorEmbedder
 from facekit.errors import ModelFileError
 from facekit_dlib._models import FACE_RESNET, MODEL_FILES, MODELS_DISTRIBUTION, load_model, model_path
 
@@ -55,7 +55,7 @@ class DlibResnetEmbedder(DlibDescriptorEmbedder):
 
 def _build(path: Any) -> bytes:
     """The ONNX graph of dlib's face ResNet in the ``.dat`` file at ``path``."""
-    from facekit.dlib_model_file import DlibModelFormatError, read_dlib_resnet_file
+    from facekit.dlib_model.reader import DlibModelFormatError, read_dlib_resnet_file
     from facekit_dlib.onnx_resnet import build_onnx_model
 
     try:

@@ -1,6 +1,6 @@
 """dlib's face ResNet as an ONNX graph, built straight from dlib's ``.dat`` weights.
 
-:func:`build_onnx_model` turns the records of :func:`facekit.dlib_model_file.read_dlib_resnet_file`
+:func:`build_onnx_model` turns the records of :func:`facekit.dlib_model.reader.read_dlib_resnet_file`
 into a serialized ONNX ``ModelProto`` that ONNX Runtime runs: no dlib, no torch, and not the
 ``onnx`` package either. The graph is small (29 convolutions), so the protobuf is written by
 the few lines of :class:`_Proto` below; the ``onnx`` package would add 86 MB to the install
@@ -21,12 +21,11 @@ dlib's per-channel ``affine`` (a frozen batch norm) is folded into the convoluti
 
 from __future__ import annotations
 
-import struct
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from facekit.dlib_model_file import STAGES, AffineRecord, ConvRecord, DlibNetFile, FcRecord, PoolRecord
+from facekit.dlib_model.reader import STAGES, AffineRecord, ConvRecord, DlibNetFile, FcRecord, PoolRecord
 
 INPUT_NAME = "chips"
 OUTPUT_NAME = "descriptors"

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from facekit.components import Lazy, Params, SearchIndex
 from facekit.errors import DependencyError
-from facekit.index import unit_rows
+from facekit.builtin.index import unit_rows
 
 
 def _import_faiss() -> Any:

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from facekit.components import Aligner, Params
 from facekit.errors import NoFaceError
-from facekit.meanface import fit_similarity
+from facekit.builtin.meanface import fit_similarity
 from facekit.types import AlignedFace, Face, Image, Landmarks, apply_affine
 
 from facekit_mediapipe._runtime import LazyEngine

@@ -3,7 +3,7 @@
 :class:`RayEngine` is an :class:`~facekit.engine.Engine`: decode, detect and align run as
 Ray tasks on CPUs, embedding runs on a pool of actors (one pipeline each, GPUs when the
 cluster has them), and the faces land in facekit's Parquet layout
-(:mod:`facekit.parquet`). ``ray`` is imported only when an engine first connects, so
+(:mod:`facekit.collections.parquet`). ``ray`` is imported only when an engine first connects, so
 loading the plugin costs nothing. Use it from the command line with
 ``facekit embed PATHS... --engine ray -o OUT_DIR``.
 """

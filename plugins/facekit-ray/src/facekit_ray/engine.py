@@ -15,7 +15,7 @@ import numpy as np
 
 from facekit.engine import Engine, ImageFaces, align_one
 from facekit.errors import ConfigError, DependencyError
-from facekit.parquet import Part, ParquetReport, face_row, pending_sources
+from facekit.collections.parquet import Part, ParquetReport, face_row, pending_sources
 
 if TYPE_CHECKING:  # pragma: no cover
     from facekit.pipeline import Pipeline
@@ -139,7 +139,7 @@ class RayEngine(Engine):
 
     # ------------------------------------------------------------ Parquet, all on the cluster
     def embed_to_parquet(self, sources: Sequence[str], out_dir: os.PathLike) -> ParquetReport:
-        """Embed ``sources`` into the Parquet layout at ``out_dir`` (made by :func:`facekit.parquet.open_dataset`).
+        """Embed ``sources`` into the Parquet layout at ``out_dir`` (made by :func:`facekit.collections.parquet.open_dataset`).
 
         Ray Data streams the paths through align tasks (CPU) into an actor pool that embeds
         and writes one part file per batch, so ``out_dir`` must be on storage every node

@@ -20,7 +20,7 @@ Network (dlib's ``anet_type`` in examples/dnn_face_recognition_ex.cpp), sizes fo
     res2   1 down block,      256 ch,  2x2   (conv branch is 1x1, zero-padded to the 2x2 shortcut)
     head   mean over the whole map -> 256, fc without bias -> 128
 
-The ``.dat`` file is read by :mod:`facekit.dlib_model_file` (shared with the ONNX backend).
+The ``.dat`` file is read by :mod:`facekit.dlib_model.reader` (shared with the ONNX backend).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from torch import nn
 
 # The reader of dlib's .dat file lives in the core so that the ONNX backend (facekit-dlib)
 # shares it; re-exported here, where it used to live.
-from facekit.dlib_model_file import (
+from facekit.dlib_model.reader import (
     DESCRIPTOR_SIZE,
     INPUT_SIZE,
     STAGES,

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import Field
 
 from facekit.components import check_chips, TorchModel
-from facekit.dlib_descriptor import INPUT_SIZE, DlibDescriptorEmbedder
+from facekit.dlib_model.descriptor import INPUT_SIZE, DlibDescriptorEmbedder
 from facekit.errors import DependencyError, ModelFileError
 
 if TYPE_CHECKING:  # pragma: no cover

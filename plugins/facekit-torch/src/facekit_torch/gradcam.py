@@ -39,7 +39,7 @@ most of the identity, and no map beats that prior by much (HiResCAM's maps corre
 with it, and 0.60 with occlusion's).
 
 :func:`randomized_copy` gives the same embedder with re-initialised weights, for the
-model-randomisation sanity check (:func:`facekit.faithfulness.randomization_similarity`).
+model-randomisation sanity check (:func:`facekit.studies.faithfulness.randomization_similarity`).
 """
 
 from __future__ import annotations

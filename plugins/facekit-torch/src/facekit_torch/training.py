@@ -314,7 +314,7 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) 
 
 def verification_metrics(embeddings: np.ndarray, first: np.ndarray, second: np.ndarray, same: np.ndarray) -> dict[str, float]:
     """Best-threshold accuracy, 10-fold accuracy and ROC AUC of cosine similarities on pairs."""
-    from facekit import evaluation
+    from facekit.studies import evaluation
 
     a, b = embeddings[first].astype(np.float64), embeddings[second].astype(np.float64)
     scores = np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)

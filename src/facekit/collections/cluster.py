@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from facekit import similarity
+from facekit.scoring import similarity
 from facekit.errors import ConfigError
 
 #: calibrated P(same person) two groups need to be joined by default (see
@@ -302,7 +302,7 @@ class Clustering:
 
     def contact_sheets(self, folder: Union[str, os.PathLike], min_size: int = 2, per_sheet: int = 48) -> list[Path]:
         """A contact-sheet PNG per cluster of at least ``min_size`` faces; returns the paths."""
-        from facekit.visualize import save_png
+        from facekit.pictures.cards import save_png
 
         root = Path(folder)
         root.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ at least 90.00 for "same person", at most 89.99 for "different people" (so round
 never crosses the line; a distance exactly at a Euclidean threshold is "different",
 89.99 %). ">= 90 %" therefore always means "same person by the pipeline's threshold".
 It is a presentation of the score, not a probability: a calibrated probability is a
-different number (see :mod:`facekit.calibration`).
+different number (see :mod:`facekit.scoring.calibration`).
 """
 
 from __future__ import annotations
@@ -98,3 +98,14 @@ def similarity_of(scores: np.ndarray, metric: str) -> np.ndarray:
     """Scores turned so that higher always means more similar (negated distances)."""
     scores = np.asarray(scores, dtype=np.float64)
     return scores if higher_is_more_similar(metric) else -scores
+
+
+def bounded_percent(fraction: float, decimals: int = 1) -> str:
+    """A fraction as a percentage that never rounds a fitted estimate to a certain 0 or 100 %."""
+    step = 10.0 ** -decimals
+    value = fraction * 100
+    if value > 100 - step:
+        return f">{100 - step:.{decimals}f} %"
+    if value < step:
+        return f"<{step:.{decimals}f} %"
+    return f"{value:.{decimals}f} %"

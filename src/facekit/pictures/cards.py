@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
 
+from facekit.scoring.similarity import bounded_percent
+
 if TYPE_CHECKING:  # pragma: no cover
     from facekit.types import AlignedFace, Explanation, Heatmap
 
@@ -157,8 +159,6 @@ def _label(source: Optional[str], fallback: str) -> str:
 
 def score_lines(explanation: "Explanation") -> list[str]:
     """The numbers of the card as text lines (also used by the CLI)."""
-    from facekit.types import _bounded_percent
-
     c = explanation.comparison
     if c.metric == "euclidean":
         lines = [f"distance {c.score:.3f}  (same person if below {c.threshold:g}; lower = more alike)"]
@@ -167,9 +167,9 @@ def score_lines(explanation: "Explanation") -> list[str]:
     lines.append(f"similarity {c.percentage:.2f} %  (FACE01 scale: 90 % is the model's threshold)")
     if c.probability is not None:
         where = f" on {c.profile}" if c.profile else ""
-        lines.append(f"probability of same person {_bounded_percent(c.probability)}  (calibrated{where})")
+        lines.append(f"probability of same person {bounded_percent(c.probability)}  (calibrated{where})")
     if c.impostor_percentile is not None:
-        lines.append(f"more alike than {_bounded_percent(c.impostor_percentile, 2)} of pairs of different people")
+        lines.append(f"more alike than {bounded_percent(c.impostor_percentile, 2)} of pairs of different people")
     return lines
 
 

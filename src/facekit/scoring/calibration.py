@@ -51,38 +51,15 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from facekit import similarity
 from facekit.errors import ConfigError
+from facekit.scoring import similarity
+from facekit.scoring.metrics import best_threshold, brier_score, expected_calibration_error, threshold_in_metric
 
 FORMAT = "facekit.calibration"
 VERSION = 1
 METHODS = ("logistic", "isotonic")
 
 PathLike = Union[str, os.PathLike]
-
-
-# --------------------------------------------------------------------------- measures
-def expected_calibration_error(probabilities: Any, labels: Any, bins: int = 10) -> float:
-    """ECE: the gap between predicted probability and observed frequency, averaged over
-    ``bins`` equal-width probability bins weighted by how many pairs fall in each."""
-    p = np.asarray(probabilities, dtype=np.float64).ravel()
-    y = np.asarray(labels, dtype=np.float64).ravel()
-    if len(p) == 0:
-        return float("nan")
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            total += inside.sum() * abs(p[inside].mean() - y[inside].mean())
-    return float(total / len(p))
-
-
-def brier_score(probabilities: Any, labels: Any) -> float:
-    """Mean squared difference between probability and outcome (0 is perfect)."""
-    p = np.asarray(probabilities, dtype=np.float64).ravel()
-    y = np.asarray(labels, dtype=np.float64).ravel()
-    return float(np.mean((p - y) ** 2)) if len(p) else float("nan")
 
 
 # --------------------------------------------------------------------------- fitting
@@ -387,7 +364,6 @@ def fit_calibration(
     ``"fmr=0.001"`` the one with that false-match rate.
     """
     from facekit import __version__
-    from facekit.evaluation import best_threshold, threshold_in_metric
 
     if method not in METHODS:
         raise ConfigError(f"unknown calibration method {method!r}; use {' or '.join(METHODS)}")

@@ -24,9 +24,9 @@ from typing import Callable, Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from facekit import similarity
+from facekit.scoring import similarity
 from facekit.components import Embedder, Explainer, Params
-from facekit.faithfulness import baseline_image
+from facekit.studies.faithfulness import baseline_image
 from facekit.types import AlignedFace, Heatmap
 
 

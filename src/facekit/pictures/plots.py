@@ -47,9 +47,9 @@ def _histograms(ax: Any, scores: np.ndarray, labels: np.ndarray, metric: str) ->
 
 
 def evaluation_figure(report: Any, path: PathLike) -> Path:
-    """ROC curve and score histograms of an :class:`~facekit.evaluation.EvaluationReport`."""
-    from facekit import similarity
-    from facekit.evaluation import roc
+    """ROC curve and score histograms of an :class:`~facekit.studies.evaluation.EvaluationReport`."""
+    from facekit.scoring import similarity
+    from facekit.studies.evaluation import roc
 
     scored = report.scored
     scores = report.scores[scored]
@@ -142,7 +142,7 @@ def calibration_figure(
     rel_ax.plot(centres, observed, "o-", color="black", label="observed share of same-person pairs")
     for x, obs, n in zip(centres, observed, counts):
         rel_ax.annotate(str(n), (x, obs), textcoords="offset points", xytext=(4, -11), fontsize=7.5, color="#555555")
-    from facekit.calibration import expected_calibration_error
+    from facekit.scoring.calibration import expected_calibration_error
 
     ece = expected_calibration_error(probs, y, bins)
     rel_ax.set_xlim(0, 1)

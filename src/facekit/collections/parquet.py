@@ -382,7 +382,7 @@ def name_from_folder(source: str) -> str:
 
 def import_to_gallery(gallery: Any, out_dir: Union[str, os.PathLike], *, name_column: Optional[str] = None,
                       batch_rows: int = READ_ROWS) -> tuple[int, int, list[tuple[str, str]]]:
-    """Enrol a dataset's faces into ``gallery`` (a :class:`~facekit.gallery.Gallery`), the largest face
+    """Enrol a dataset's faces into ``gallery`` (a :class:`~facekit.collections.gallery.Gallery`), the largest face
     of each photo, named by ``name_column`` or by the photo's folder. Reads ``batch_rows`` rows
     at a time. Returns (added, unchanged, failures)."""
     from facekit.types import Embedding

@@ -32,8 +32,8 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from facekit.dlib_descriptor import DIM as DESCRIPTOR_SIZE
-from facekit.dlib_descriptor import INPUT_SIZE
+from facekit.dlib_model.descriptor import DIM as DESCRIPTOR_SIZE
+from facekit.dlib_model.descriptor import INPUT_SIZE
 
 __all__ = [
     "DlibModelFormatError",

@@ -17,7 +17,7 @@ Pure functions over an :class:`~facekit.components.Embedder` and an
 
 "Similarity" is always oriented so that higher means more alike: the negative distance
 for Euclidean embedders, the cosine similarity for cosine ones
-(:func:`facekit.similarity.similarity_of`). A *drop* is ``similarity(original) -
+(:func:`facekit.scoring.similarity.similarity_of`). A *drop* is ``similarity(original) -
 similarity(deleted)``: for the dlib model, how much the distance grew.
 """
 
@@ -28,7 +28,7 @@ from typing import Literal, Optional, Sequence
 
 import numpy as np
 
-from facekit import similarity
+from facekit.scoring import similarity
 from facekit.components import Embedder, Explainer
 from facekit.types import AlignedFace
 

@@ -12,8 +12,8 @@ This module measures that and offers a fitted alternative:
   that population, and the score distributions (PNG). It is a *measurement*, not a fix:
   it says for whom the pipeline's answer means what it claims.
 * **A population profile** (:func:`fit_population_profile`): a calibration file
-  (:mod:`facekit.calibration`: threshold, probability, impostor percentile) fitted on
-  one population's pairs, plus an optional linear back-end (:mod:`facekit.backends`).
+  (:mod:`facekit.scoring.calibration`: threshold, probability, impostor percentile) fitted on
+  one population's pairs, plus an optional linear back-end (:mod:`facekit.builtin.adapted`).
   Everything is chosen on out-of-fold scores of a cross-validation over *identities*, so
   the threshold holds for people the profile has never seen.
 * **Person-level comparison** (:func:`compare_groups`): the question "do these two people
@@ -46,7 +46,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from facekit import similarity
+from facekit.scoring import similarity
 from facekit.errors import ConfigError
 
 PathLike = Union[str, os.PathLike]
@@ -320,7 +320,7 @@ def audit_embeddings(vectors: Any, identities: Sequence[str], metric: str, thres
                      failed_images: Sequence[tuple[str, str]] = (), source: str = "",
                      seed: int = 0) -> PopulationResult:
     """The audit numbers of one population from its descriptors (one row per photo)."""
-    from facekit.evaluation import eer, roc, tar_at_far, threshold_in_metric
+    from facekit.studies.evaluation import eer, roc, tar_at_far, threshold_in_metric
 
     x = np.asarray(vectors, dtype=np.float64)
     if len(x) != len(identities):
@@ -416,7 +416,7 @@ def audit(pipeline: Any, populations: Sequence[IdentitySet], *, target_fmr: floa
     Photos without a usable face are left out and listed. ``pipeline``: a
     :class:`~facekit.pipeline.Pipeline`, a bundled name or a YAML path.
     """
-    from facekit.evaluation import embed_images
+    from facekit.studies.evaluation import embed_images
     from facekit.pipeline import Pipeline
 
     built = Pipeline.load(pipeline)
@@ -442,7 +442,7 @@ def audit(pipeline: Any, populations: Sequence[IdentitySet], *, target_fmr: floa
 
 def audit_figure(report: AuditReport, path: PathLike, title: Optional[str] = None) -> Path:
     """The audit as a PNG: error rates per population, then each population's score distributions."""
-    from facekit.plots import DIFFERENT_COLOUR, SAME_COLOUR, _figure, _save, _score_label
+    from facekit.pictures.plots import DIFFERENT_COLOUR, SAME_COLOUR, _figure, _save, _score_label
 
     pops = report.populations
     figure = _figure(12.5, 2.6 + 2.0 * len(pops))
@@ -539,7 +539,7 @@ class CrossValidation:
 
 def _backend_scores(train_x: np.ndarray, train_ids: np.ndarray, test_x: np.ndarray, test_ids: np.ndarray,
                     metric: str, dims: int) -> tuple[np.ndarray, np.ndarray]:
-    from facekit.backends import fit_nap, remove_directions
+    from facekit.builtin.adapted import fit_nap, remove_directions
 
     if dims:
         directions = fit_nap(train_x, train_ids, dims)
@@ -612,11 +612,11 @@ def fit_population_profile(vectors: Any, identities: Sequence[str], metric: str,
     describe people the profile has not seen; the probability is then moved to equal
     odds of same and different (``prior_same`` 0.5), as in LFW-fitted calibrations.
 
-    Returns the :class:`~facekit.calibration.Calibration` (its ``extra`` holds
+    Returns the :class:`~facekit.scoring.calibration.Calibration` (its ``extra`` holds
     ``backend``, ``population`` and ``cross_validation``) and the cross-validation.
     """
-    from facekit.backends import Backend, fit_nap
-    from facekit.calibration import fit_calibration
+    from facekit.builtin.adapted import Backend, fit_nap
+    from facekit.scoring.calibration import fit_calibration
 
     x = np.asarray(vectors, dtype=np.float64)
     ids = np.asarray(identities)

@@ -1,7 +1,7 @@
 """Embedding back-ends: what is done to a model's descriptors before they are compared.
 
 Two measured ways of making a face model's scores serve a population better live here
-(see :mod:`facekit.populations` for how they were chosen):
+(see :mod:`facekit.studies.populations` for how they were chosen):
 
 * **test-time flip averaging**: embed each chip and its mirror image and average the two
   descriptors. Fits nothing, so it cannot overfit a population; it steadies each
@@ -21,7 +21,7 @@ Both are applied by the ``adapted`` embedder, which wraps any registered embedde
         flip: true                    # test-time flip averaging
         profile: eastasian            # a population profile holding a "backend" section
 
-A profile is a calibration JSON file (:mod:`facekit.calibration`) with an extra
+A profile is a calibration JSON file (:mod:`facekit.scoring.calibration`) with an extra
 top-level ``backend`` section::
 
     "backend": {"method": "nap", "input_model": "...", "directions": [[...], ...], ...}
@@ -131,7 +131,7 @@ class Backend:
 
 def load_backend(profile: str) -> Backend:
     """The ``backend`` section of a population profile (a registered calibration name or a JSON path)."""
-    from facekit.calibration import load_calibration
+    from facekit.scoring.calibration import load_calibration
 
     calibration = load_calibration(profile)
     where = f"profile {profile!r} ({calibration.source})"
@@ -153,7 +153,7 @@ class AdaptedEmbedder(Embedder):
     """Another embedder's descriptors, flip-averaged and/or passed through a population back-end."""
 
     name = "adapted"
-    description = "wraps an embedder: test-time flip averaging and a population profile's back-end (see facekit.backends)"
+    description = "wraps an embedder: test-time flip averaging and a population profile's back-end (see facekit.builtin.adapted)"
 
     class Params(Params):
         embedder: _InnerStage = Field(description="the embedder underneath: a name or {name, params}")

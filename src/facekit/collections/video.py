@@ -5,12 +5,12 @@
 consecutive frames into **tracks**: a face continues a track when the track's mean
 embedding says "same person" by the pipeline's threshold and the face either overlaps
 the track's last box (IoU) or matches it by the stricter clustering cut
-(:func:`facekit.cluster.default_threshold`), so a person who moves fast or comes back
+(:func:`facekit.collections.cluster.default_threshold`), so a person who moves fast or comes back
 after a cut is still the same track. Each track is then named with a gallery
-(:meth:`facekit.gallery.Gallery.match` on its mean embedding, decided by
-:meth:`~facekit.gallery.Gallery.decide`: "unknown" when no one passes the threshold or
+(:meth:`facekit.collections.gallery.Gallery.match` on its mean embedding, decided by
+:meth:`~facekit.collections.gallery.Gallery.decide`: "unknown" when no one passes the threshold or
 the best person is not clearly nearer than the next); unknown tracks, or every track without a gallery, are grouped by
-:func:`facekit.cluster.cluster_vectors` into "unknown 1", "unknown 2"...
+:func:`facekit.collections.cluster.cluster_vectors` into "unknown 1", "unknown 2"...
 
 Frames without a face are normal in a video, so the pipeline's fallback detector (slow,
 meant for photos) is not used on frames.
@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from facekit import similarity
+from facekit.scoring import similarity
 from facekit.errors import FacekitError, ImageError
 
 #: video file suffixes ``facekit identify`` reads as videos
@@ -88,7 +88,7 @@ class FrameFace:
 
 def faces_in_frame(pipeline: Any, frame: np.ndarray, time: float) -> list[FrameFace]:
     """Every face of one RGB frame, embedded ([] when there is none)."""
-    from facekit.cluster import face_thumbnail
+    from facekit.collections.cluster import face_thumbnail
 
     batch = pipeline.embed(frame, on_error="skip", progress=False)
     out = []
@@ -285,7 +285,7 @@ class Timeline:
         return np.asarray(picture)
 
     def save_strip(self, path: Union[str, os.PathLike], width: int = 900) -> str:
-        from facekit.visualize import save_png
+        from facekit.pictures.cards import save_png
 
         return save_png(path, self.strip(width))
 
@@ -309,14 +309,14 @@ def video_timeline(
 ) -> Timeline:
     """Who appears when in the video at ``path``.
 
-    With a ``gallery`` (a :class:`facekit.gallery.Gallery`, or anything with its
+    With a ``gallery`` (a :class:`facekit.collections.gallery.Gallery`, or anything with its
     ``pipeline``, ``match(vectors, k)`` and ``decide(candidates)``), tracks are named after
     known people by the same rule as photos;
     without one, ``pipeline`` (default: the bundled one) embeds the faces and every
     person is "unknown N". Tracks seen in fewer than ``min_frames`` sampled frames are
     dropped (a stray detection is not a person). ``progress`` gets each frame's time.
     """
-    from facekit.cluster import cluster_vectors, default_threshold
+    from facekit.collections.cluster import cluster_vectors, default_threshold
     from facekit.pipeline import Pipeline
 
     base = gallery.pipeline if gallery is not None else Pipeline.load(pipeline)

@@ -1,21 +1,8 @@
-"""Verification accuracy on labelled pairs: pair files, metrics, and the evaluation run.
+"""Verification accuracy on labelled pairs: the evaluation run and its report.
 
-Three layers, usable on their own:
-
-* **Pair files** (:func:`read_pairs`): the LFW format. The first line is either ``N``
-  (one set: ``N`` same-person lines, then ``N`` different-person lines; LFW's
-  development view) or ``F N`` (``F`` folds, each ``N`` same-person lines then ``N``
-  different-person lines; LFW's 10-fold view, header ``10 300``). A same-person line
-  is ``Name i j``, a different-person line ``Name1 i Name2 j``; image ``i`` of ``Name``
-  is ``<images>/Name/Name_%04d.jpg``.
-* **Metrics** (:func:`roc`, :func:`auc`, :func:`eer`, :func:`tar_at_far`,
-  :func:`best_threshold`, :func:`kfold_accuracy`): pure numpy functions of
-  *similarities* (higher = more alike) and boolean labels. Scores in a model's own
-  metric go through :func:`facekit.similarity.similarity_of` first, which negates
-  Euclidean distances, so one code path serves both kinds of model; thresholds come
-  back in the model's metric through :func:`threshold_in_metric`.
-* **The run** (:func:`evaluate`): embeds every image once (batched, optionally cached
-  on disk), scores each pair and summarises everything in an :class:`EvaluationReport`.
+:func:`evaluate` reads a pair file (:mod:`facekit.studies.pairs`), embeds every image once
+(batched, optionally cached on disk), scores each pair and summarises everything in an
+:class:`EvaluationReport`, with the measures of :mod:`facekit.scoring.metrics`.
 
 A pair whose image could not be embedded has no score. It counts as **wrong** in every
 accuracy figure (whatever the threshold) and is left out of the ROC-based figures
@@ -29,334 +16,32 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from facekit import similarity
-from facekit.errors import ConfigError, EvaluationError
+from facekit.errors import ConfigError
+from facekit.scoring import similarity
+from facekit.scoring.metrics import (
+    accuracy_at,
+    auc,
+    best_threshold,
+    brier_score,
+    eer,
+    expected_calibration_error,
+    OperatingPoint,
+    kfold_accuracy,
+    roc,
+    stratified_folds,
+    tar_at_far,
+    threshold_in_metric,
+)
+from facekit.studies.pairs import Pair, PairFile, read_pairs
 
 PathLike = Union[str, os.PathLike]
 
 #: the false-accept rates at which TAR is reported
 DEFAULT_FAR_TARGETS = (1e-2, 1e-3)
-
-
-# --------------------------------------------------------------------------- pair files
-@dataclass(frozen=True)
-class Pair:
-    """Two images and whether they show the same person."""
-
-    a: str
-    b: str
-    same: bool
-    fold: int = 0  # fold index from the file (0 for a single-set file)
-    line: int = 0  # line number in the pair file, for messages
-
-
-@dataclass
-class PairFile:
-    """The pairs of one file, in file order, and how many folds the file declares."""
-
-    path: str
-    images_dir: str
-    pairs: list[Pair]
-    folds: int  # 1 for a single-set file such as pairsDevTest.txt
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.array([p.same for p in self.pairs], dtype=bool)
-
-    @property
-    def images(self) -> list[str]:
-        """Every image the pairs use, each once, in first-use order."""
-        return list(dict.fromkeys(path for p in self.pairs for path in (p.a, p.b)))
-
-    def spread(self, count: int, same: bool = True) -> list[Pair]:
-        """``count`` same-person (or different-person) pairs picked evenly over the file.
-
-        Consecutive lines of an LFW file are often the same person, so an even spread gives
-        pairs of different people; fewer come back if the file has fewer.
-        """
-        chosen = [p for p in self.pairs if p.same == same]
-        return [chosen[i] for i in even_picks(len(chosen), count)]
-
-
-def even_picks(total: int, count: int) -> list[int]:
-    """``min(count, total)`` indices into ``range(total)``, spread evenly from first to last."""
-    return sorted(set(np.linspace(0, total - 1, num=min(count, total)).round().astype(int).tolist()))
-
-
-def lfw_image_path(images_dir: PathLike, name: str, index: int) -> str:
-    """``<images_dir>/Name/Name_0001.jpg``: where LFW keeps image ``index`` of ``name``."""
-    return str(Path(images_dir) / name / f"{name}_{index:04d}.jpg")
-
-
-def default_images_dir(pairs_path: PathLike) -> Path:
-    """An ``images`` folder beside the pair file if there is one, else the file's folder."""
-    folder = Path(pairs_path).resolve().parent
-    return folder / "images" if (folder / "images").is_dir() else folder
-
-
-def read_pairs(path: PathLike, images_dir: Optional[PathLike] = None, limit: Optional[int] = None) -> PairFile:
-    """Parse an LFW-format pair file (see the module docs).
-
-    ``limit`` keeps ``limit`` same-person and ``limit`` different-person pairs of each
-    fold, spread evenly over it (quick runs): the first lines of an LFW file are often
-    a few people only, and would give a misleadingly perfect score.
-    """
-    pairs_path = Path(path)
-    try:
-        text = pairs_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read pair file {pairs_path}: {exc}") from None
-    images = Path(images_dir) if images_dir is not None else default_images_dir(pairs_path)
-    lines = [(number, line.split()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    if not lines:
-        raise ConfigError(f"{pairs_path}: the pair file is empty; expected an LFW header line such as `500` or `10 300`")
-    header_line, header = lines[0]
-    try:
-        counts = [int(v) for v in header]
-    except ValueError:
-        counts = []
-    if len(counts) not in (1, 2) or min(counts) < 1:
-        raise ConfigError(
-            f"{pairs_path}:{header_line}: expected a header `N` (N same-person then N different-person lines) "
-            f"or `FOLDS N`, got {' '.join(header)!r}"
-        )
-    folds, per_fold = (1, counts[0]) if len(counts) == 1 else (counts[0], counts[1])
-    body = lines[1:]
-    expected = folds * 2 * per_fold
-    if len(body) != expected:
-        raise ConfigError(
-            f"{pairs_path}: the header says {folds} fold(s) of {per_fold} same-person and {per_fold} "
-            f"different-person pairs ({expected} lines), but the file has {len(body)} pair lines"
-        )
-    pairs: list[Pair] = []
-    kept = set(even_picks(per_fold, limit)) if limit is not None else None
-    for index, (number, tokens) in enumerate(body):
-        fold, within = divmod(index, 2 * per_fold)
-        same = within < per_fold
-        if kept is not None and (within if same else within - per_fold) not in kept:
-            continue
-        pairs.append(_parse_pair_line(tokens, same, fold, number, pairs_path, images))
-    return PairFile(str(pairs_path), str(images), pairs, folds)
-
-
-def _parse_pair_line(tokens: list[str], same: bool, fold: int, number: int, path: Path, images: Path) -> Pair:
-    want = "`Name i j` (same person)" if same else "`Name1 i Name2 j` (different people)"
-    try:
-        if same and len(tokens) == 3:
-            name, i, j = tokens
-            return Pair(lfw_image_path(images, name, int(i)), lfw_image_path(images, name, int(j)), True, fold, number)
-        if not same and len(tokens) == 4:
-            name_a, i, name_b, j = tokens
-            return Pair(lfw_image_path(images, name_a, int(i)), lfw_image_path(images, name_b, int(j)), False, fold, number)
-    except ValueError:
-        pass
-    raise ConfigError(f"{path}:{number}: expected {want}, got {' '.join(tokens)!r}")
-
-
-def stratified_folds(labels: Sequence[bool], k: int = 10) -> np.ndarray:
-    """Fold ids for a single-set file: each class cut into ``k`` contiguous blocks.
-
-    Contiguous blocks keep a person's consecutive pairs mostly in one fold, as LFW's own
-    folds do (they are disjoint in people).
-    """
-    labels = np.asarray(labels, dtype=bool)
-    folds = np.zeros(len(labels), dtype=int)
-    for value in (True, False):
-        where = np.flatnonzero(labels == value)
-        folds[where] = np.arange(len(where)) * k // max(len(where), 1)
-    return folds
-
-
-# --------------------------------------------------------------------------- metrics
-def _check(similarities: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
-    s = np.asarray(similarities, dtype=np.float64).ravel()
-    y = np.asarray(labels, dtype=bool).ravel()
-    if s.shape != y.shape:
-        raise ValueError(f"{len(s)} scores but {len(y)} labels")
-    if not np.isfinite(s).all():
-        raise ValueError("scores must be finite; leave unscored pairs out")
-    if not y.any() or y.all():
-        raise EvaluationError(
-            "need at least one same-person and one different-person pair with both images embedded "
-            "(too many images failed, or the pair file is too small for this many folds)"
-        )
-    return s, y
-
-
-@dataclass(frozen=True)
-class Roc:
-    """Operating points, most to least strict: accept a pair when similarity >= threshold.
-
-    ``far[0] = tar[0] = 0`` at ``threshold = inf``; the last point accepts everything.
-    ``accepts_same``/``accepts_different`` are the counts behind ``tar``/``far``.
-    """
-
-    far: np.ndarray
-    tar: np.ndarray
-    thresholds: np.ndarray
-    accepts_same: np.ndarray
-    accepts_different: np.ndarray
-
-    @property
-    def n_same(self) -> int:
-        return int(self.accepts_same[-1])
-
-    @property
-    def n_different(self) -> int:
-        return int(self.accepts_different[-1])
-
-
-def roc(similarities: Any, labels: Any) -> Roc:
-    """The ROC curve of similarities against same-person labels (one point per distinct score)."""
-    s, y = _check(similarities, labels)
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    last_of_value = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
-    true_accepts = np.r_[0, np.cumsum(y_sorted)[last_of_value]]
-    false_accepts = np.r_[0, np.cumsum(~y_sorted)[last_of_value]]
-    return Roc(
-        far=false_accepts / false_accepts[-1],
-        tar=true_accepts / true_accepts[-1],
-        thresholds=np.r_[np.inf, s_sorted[last_of_value]],
-        accepts_same=true_accepts,
-        accepts_different=false_accepts,
-    )
-
-
-def auc(curve: Roc) -> float:
-    """Area under the ROC curve (ties count half, as in the Mann-Whitney statistic)."""
-    return float(np.trapz(curve.tar, curve.far))
-
-
-def eer(curve: Roc) -> tuple[float, float]:
-    """Equal error rate and the threshold (similarity) of the nearest operating point.
-
-    The EER is where the ROC, drawn with straight segments, crosses FAR = 1 - TAR.
-    """
-    frr = 1.0 - curve.tar
-    gap = curve.far - frr  # rises from -1 to +1 along the curve
-    i = int(np.argmax(gap >= 0))
-    if gap[i] == 0 or i == 0:
-        return float(curve.far[i]), float(curve.thresholds[i])
-    w = -gap[i - 1] / (gap[i] - gap[i - 1])
-    rate = curve.far[i - 1] + w * (curve.far[i] - curve.far[i - 1])
-    nearest = i if w >= 0.5 else i - 1
-    return float(rate), float(curve.thresholds[nearest])
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """TAR at the strictest-needed threshold whose FAR does not exceed ``target``."""
-
-    target: float
-    tar: float
-    far: float  # the FAR actually reached
-    threshold: float  # similarity; see threshold_in_metric
-    false_accepts: int
-    different_pairs: int
-
-    @property
-    def resolved(self) -> bool:
-        """False when there are too few different-person pairs to measure this FAR."""
-        return self.target * self.different_pairs >= 1.0
-
-
-def tar_at_far(curve: Roc, target: float) -> OperatingPoint:
-    """The best TAR among operating points with FAR <= ``target`` (no interpolation)."""
-    allowed = np.flatnonzero(curve.far <= target + 1e-12)
-    i = int(allowed[-1])  # TAR never falls along the curve, so the last allowed point is best
-    return OperatingPoint(
-        target=float(target),
-        tar=float(curve.tar[i]),
-        far=float(curve.far[i]),
-        threshold=float(curve.thresholds[i]),
-        false_accepts=int(curve.accepts_different[i]),
-        different_pairs=curve.n_different,
-    )
-
-
-def best_threshold(similarities: Any, labels: Any) -> tuple[float, float]:
-    """The similarity threshold with the highest accuracy on these pairs, and that accuracy.
-
-    Thresholds are placed half-way between neighbouring distinct scores, so a pair is
-    never exactly on one. If several give the best accuracy, the middle one is taken.
-    """
-    curve = roc(similarities, labels)
-    n = curve.n_same + curve.n_different
-    correct = curve.accepts_same + (curve.n_different - curve.accepts_different)
-    best = np.flatnonzero(correct == correct.max())
-    i = int(best[len(best) // 2])
-    values = curve.thresholds[1:]  # distinct scores, high to low
-    if i == 0:  # reject everything: above the highest score
-        spread = values[0] - values[-1]
-        threshold = values[0] + (spread / 2 if spread > 0 else 0.5)
-    elif i == len(values):  # accept everything: below the lowest score
-        spread = values[0] - values[-1]
-        threshold = values[-1] - (spread / 2 if spread > 0 else 0.5)
-    else:
-        threshold = (values[i - 1] + values[i]) / 2
-    return float(threshold), float(correct[i] / n)
-
-
-def accuracy_at(similarities: Any, labels: Any, threshold: float, scored: Optional[Any] = None) -> float:
-    """Fraction of pairs decided right at ``threshold`` (same if similarity >= threshold).
-
-    Pairs with ``scored`` False count as wrong.
-    """
-    s = np.asarray(similarities, dtype=np.float64)
-    y = np.asarray(labels, dtype=bool)
-    ok = np.ones(len(s), dtype=bool) if scored is None else np.asarray(scored, dtype=bool)
-    if len(s) == 0:
-        return float("nan")
-    with np.errstate(invalid="ignore"):
-        right = ok & ((s >= threshold) == y)
-    return float(right.sum() / len(s))
-
-
-@dataclass(frozen=True)
-class KFoldResult:
-    """Accuracy on each fold at the threshold chosen on the other folds."""
-
-    accuracies: tuple[float, ...]
-    thresholds: tuple[float, ...]  # similarity
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.accuracies))
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.accuracies))
-
-
-def kfold_accuracy(similarities: Any, labels: Any, folds: Any, scored: Optional[Any] = None) -> KFoldResult:
-    """The LFW protocol: for each fold, choose the threshold on the others, test on it.
-
-    ``scored`` marks pairs that have a score; the others count as wrong and take no part
-    in choosing thresholds.
-    """
-    s = np.asarray(similarities, dtype=np.float64)
-    y = np.asarray(labels, dtype=bool)
-    fold_ids = np.asarray(folds)
-    ok = np.ones(len(s), dtype=bool) if scored is None else np.asarray(scored, dtype=bool)
-    accuracies, thresholds = [], []
-    for fold in np.unique(fold_ids):
-        test = fold_ids == fold
-        train = ~test & ok
-        threshold, _ = best_threshold(s[train], y[train])
-        accuracies.append(accuracy_at(s[test], y[test], threshold, ok[test]))
-        thresholds.append(threshold)
-    return KFoldResult(tuple(accuracies), tuple(thresholds))
-
-
-def threshold_in_metric(threshold: float, metric: str) -> float:
-    """A similarity threshold written in the model's own metric (a distance for euclidean)."""
-    return float(similarity.similarity_of(np.array([threshold]), metric)[0])
 
 
 # --------------------------------------------------------------------------- the run
@@ -688,7 +373,6 @@ def summarize(
         notes=notes,
     )
     if calibration is not None:
-        from facekit.calibration import brier_score, expected_calibration_error
 
         probs = np.array([calibration.probability(v) for v in scores[scored]])
         report.calibration = {

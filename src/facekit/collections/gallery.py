@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional, Sequence, Un
 
 import numpy as np
 
-from facekit import similarity
+from facekit.scoring import similarity
 from facekit.errors import ConfigError, FacekitError, ImageError, NoFaceError
 from facekit.image import ImageSource, describe_source
 from facekit.types import Embedding, Face
