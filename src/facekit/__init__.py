@@ -28,7 +28,7 @@ from facekit.types import (
     Landmarks,
 )
 
-__version__ = "0.1.0"
+from facekit._version import __version__ as __version__
 
 
 def __getattr__(name: str) -> object:

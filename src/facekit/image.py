@@ -23,7 +23,7 @@ import os
 import stat
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 
@@ -290,3 +290,25 @@ def expand_image_paths(paths: Any) -> list[str]:
         else:
             raise ImageError(f"{raw}: no such file or folder")
     return out
+
+
+#: what deleted pixels become (:func:`baseline_image`)
+DeletionMode = Literal["blur", "grey"]
+
+
+def baseline_image(chip: np.ndarray, mode: DeletionMode = "blur") -> np.ndarray:
+    """What deleted pixels are replaced with: a heavy blur of the chip, or flat mid-grey.
+
+    The blur (sigma = 1/12 of the chip side, 12.5 px on a 150 px chip) wipes out eyes,
+    brows and mouth shape but keeps the colours, so it removes identity cues without
+    pasting an unnatural grey square into the face.
+    """
+    chip = np.asarray(chip)
+    if mode == "grey":
+        return np.full_like(chip, 128)
+    if mode == "blur":
+        import cv2
+
+        sigma = max(chip.shape[0], chip.shape[1]) / 12.0
+        return cv2.GaussianBlur(chip, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
+    raise ValueError(f"unknown deletion mode {mode!r}; use 'blur' or 'grey'")

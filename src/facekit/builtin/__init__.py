@@ -1,6 +1,20 @@
 """facekit's built-in plugin: components that need nothing beyond the core's dependencies.
 
-Registered through the same hooks as any third-party plugin.
+Registered through the same hooks as any third-party plugin; one module per component:
+
+=============  ==========================  ======================================================
+kind           name                        module
+=============  ==========================  ======================================================
+detector       ``whole_image``             :mod:`facekit.builtin.whole_image`
+embedder       ``adapted``                 :mod:`facekit.builtin.adapted` (wraps another embedder)
+explainer      ``occlusion``               :mod:`facekit.builtin.occlusion`
+aggregator     ``centroid``                :mod:`facekit.builtin.centroid`
+aggregator     ``meanface``                :mod:`facekit.builtin.meanface`
+index          ``exact``                   :mod:`facekit.builtin.index`
+=============  ==========================  ======================================================
+
+The bundled pipelines (``facekit/pipelines/*.yaml``) and calibrations (``facekit/data``)
+are registered here too.
 """
 
 from __future__ import annotations
@@ -12,7 +26,7 @@ from facekit.hookspecs import hookimpl
 
 @hookimpl
 def register_detectors(register):  # type: ignore[no-untyped-def]
-    from facekit.builtin.basic import WholeImageDetector
+    from facekit.builtin.whole_image import WholeImageDetector
 
     register(WholeImageDetector)
 
@@ -33,7 +47,7 @@ def register_explainers(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_aggregators(register):  # type: ignore[no-untyped-def]
-    from facekit.builtin.basic import CentroidAggregator
+    from facekit.builtin.centroid import CentroidAggregator
     from facekit.builtin.meanface import MeanFaceAggregator
 
     register(CentroidAggregator)

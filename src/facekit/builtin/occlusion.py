@@ -26,7 +26,7 @@ from pydantic import Field
 
 from facekit.scoring import similarity
 from facekit.components import Embedder, Explainer, Params
-from facekit.studies.faithfulness import baseline_image
+from facekit.image import baseline_image
 from facekit.types import AlignedFace, Heatmap
 
 

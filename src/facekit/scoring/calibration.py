@@ -363,7 +363,7 @@ def fit_calibration(
     model's own, ``"best-accuracy"`` takes the most accurate one on these pairs,
     ``"fmr=0.001"`` the one with that false-match rate.
     """
-    from facekit import __version__
+    from facekit._version import __version__
 
     if method not in METHODS:
         raise ConfigError(f"unknown calibration method {method!r}; use {' or '.join(METHODS)}")

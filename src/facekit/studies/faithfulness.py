@@ -30,9 +30,9 @@ import numpy as np
 
 from facekit.scoring import similarity
 from facekit.components import Embedder, Explainer
+from facekit.image import DeletionMode, baseline_image
 from facekit.types import AlignedFace
 
-DeletionMode = Literal["blur", "grey"]
 
 #: fractions of the chip deleted for a deletion curve (5 % .. 50 %)
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
@@ -46,24 +46,6 @@ def centre_prior(shape: tuple[int, int], sigma: float = 0.25) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width].astype(np.float64)
     r2 = ((x - (width - 1) / 2) / width) ** 2 + ((y - (height - 1) / 2) / height) ** 2
     return np.exp(-r2 / (2 * sigma**2)).astype(np.float32)
-
-
-def baseline_image(chip: np.ndarray, mode: DeletionMode = "blur") -> np.ndarray:
-    """What deleted pixels are replaced with: a heavy blur of the chip, or flat mid-grey.
-
-    The blur (sigma = 1/12 of the chip side, 12.5 px on a 150 px chip) wipes out eyes,
-    brows and mouth shape but keeps the colours, so it removes identity cues without
-    pasting an unnatural grey square into the face.
-    """
-    chip = np.asarray(chip)
-    if mode == "grey":
-        return np.full_like(chip, 128)
-    if mode == "blur":
-        import cv2
-
-        sigma = max(chip.shape[0], chip.shape[1]) / 12.0
-        return cv2.GaussianBlur(chip, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
-    raise ValueError(f"unknown deletion mode {mode!r}; use 'blur' or 'grey'")
 
 
 def delete_pixels(chip: np.ndarray, mask: np.ndarray, mode: DeletionMode = "blur",
