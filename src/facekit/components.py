@@ -71,6 +71,9 @@ class Detector(Component):
     kind = "detector"
     #: landmark scheme of the faces this detector returns, or None if it gives boxes only
     provides_landmarks: ClassVar[Optional[str]] = None
+    #: True if it looks for faces in the pixels, so an image without a face gives none;
+    #: False for one that returns a face whatever the image holds (``whole_image``: the frame)
+    finds_faces: ClassVar[bool] = True
 
     def detect(self, image: Image) -> list[Face]:
         raise NotImplementedError
@@ -165,6 +168,15 @@ class Embedder(Component):
     def torch_model(self) -> Optional[TorchModel]:
         """The model as PyTorch, for gradient-based explainers; None if not PyTorch."""
         return None
+
+    def gives_gradients(self) -> bool:
+        """Whether gradient-based explainers (``needs_torch``) can work on this embedder.
+
+        By default: whether the class provides :meth:`torch_model`. An embedder that wraps
+        another (``adapted``) or whose weights decide (ONNX has no gradients) answers for
+        itself, so that a pipeline that cannot explain is refused when it is built.
+        """
+        return type(self).torch_model is not Embedder.torch_model
 
 
 def check_chips(chips: Any, size: int) -> np.ndarray:

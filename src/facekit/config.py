@@ -264,11 +264,15 @@ def check_expanded_size(data: Any, where: str) -> None:
         )
 
 
+#: what a pipeline file's name ends with
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
 def load_yaml_text(source: Union[str, Path]) -> tuple[Any, str]:
     """Parse YAML from a path or from text, safely. Returns (data, where)."""
     where = "<text>"
     text: str
-    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.endswith((".yaml", ".yml"))):
+    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.lower().endswith(YAML_SUFFIXES)):
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"pipeline file not found: {path}")

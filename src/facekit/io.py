@@ -71,3 +71,14 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def names_a_file(value: Union[PathLike, str], suffixes: tuple[str, ...]) -> bool:
+    """Whether ``value``, given where a registered name or a file is accepted (a bundled
+    pipeline or calibration), means a file: a path object, or one line of text that ends in
+    one of ``suffixes`` or holds a folder separator. Pipelines, their YAML loader and
+    calibrations all decide with this one rule."""
+    if isinstance(value, os.PathLike):
+        return True
+    text = str(value)
+    return "\n" not in text and (text.lower().endswith(suffixes) or "/" in text or os.sep in text)

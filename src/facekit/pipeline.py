@@ -27,6 +27,7 @@ from facekit.cache import EmbeddingCache
 from facekit.components import Aggregator, Aligner, Component, Detector, Embedder, Explainer
 from facekit.config import (
     STAGE_KINDS,
+    YAML_SUFFIXES,
     PipelineConfig,
     check_expanded_size,
     config_error,
@@ -38,6 +39,7 @@ from facekit.config import (
 )
 from facekit.errors import ConfigError, DependencyError, MultipleFacesError, NoFaceError
 from facekit.image import ImageSource, describe_source, load_image
+from facekit.io import names_a_file
 from facekit.plugins import OPTIONAL_BUNDLED_COMPONENTS, Registry, get_registry, install_hint, unknown_name_message
 from facekit.engine import Engine, ProcessPoolEngine, SequentialEngine, resolve_workers, wants_pool
 from facekit.types import AggregateResult, AlignedFace, Comparison, Embedding, Explanation, Face
@@ -126,7 +128,7 @@ class Pipeline:
         path = Path(text)
         if path.is_file():
             return cls.from_yaml(path)
-        if path.suffix.lower() in (".yaml", ".yml") or os.sep in text or "/" in text:
+        if names_a_file(text, YAML_SUFFIXES):
             raise ConfigError(
                 f"pipeline file not found: {path.resolve()}"
                 f"; pass a YAML file or a bundled pipeline name ({', '.join(sorted(registry.pipelines))})"
@@ -178,7 +180,7 @@ class Pipeline:
                 f"{aligner.chip_size}x{aligner.chip_size}; set `size: {embedder.input_size}`"
             )
         explainer = self.components.get("explainer")
-        if isinstance(explainer, Explainer) and explainer.needs_torch and type(embedder).torch_model is Embedder.torch_model:
+        if isinstance(explainer, Explainer) and explainer.needs_torch and not embedder.gives_gradients():
             raise ConfigError(
                 f"{_at(self.where)}explainer: {explainer.name!r} needs a PyTorch embedder, and "
                 f"{embedder.name!r} is not one; use a model-agnostic explainer such as 'occlusion'"
@@ -597,7 +599,7 @@ class Pipeline:
         component = cls(validate_model(cls.Params, params, prefix=(field_name, "params")))
         if field_name == "aggregator" and getattr(component, "needs_landmarks", False) and not self.aligner.provides_chip_landmarks:
             raise ConfigError(f"aggregator {name!r} needs chip landmarks; aligner {self.aligner.name!r} gives none")
-        if field_name == "explainer" and getattr(component, "needs_torch", False) and type(self.embedder).torch_model is Embedder.torch_model:
+        if field_name == "explainer" and getattr(component, "needs_torch", False) and not self.embedder.gives_gradients():
             raise ConfigError(f"explainer {name!r} needs a PyTorch embedder; {self.embedder.name!r} is not one")
         return component
 

@@ -37,10 +37,13 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from facekit.components import Embedder, Params, TorchModel
+from facekit.config import StageConfig, validate_model
 from facekit.errors import ConfigError
+from facekit.plugins import get_registry
+from facekit.scoring.calibration import load_calibration
 
 #: the back-end methods a profile's ``backend`` section may name
 BACKEND_METHODS = ("nap",)
@@ -131,8 +134,6 @@ class Backend:
 
 def load_backend(profile: str) -> Backend:
     """The ``backend`` section of a population profile (a registered calibration name or a JSON path)."""
-    from facekit.scoring.calibration import load_calibration
-
     calibration = load_calibration(profile)
     where = f"profile {profile!r} ({calibration.source})"
     if "backend" not in calibration.extra:
@@ -144,11 +145,6 @@ def load_backend(profile: str) -> Backend:
 
 
 # --------------------------------------------------------------------------- the embedder
-class _InnerStage(Params):
-    name: str = Field(description="registered embedder name, e.g. `torch.dlib_resnet`")
-    params: dict[str, Any] = Field(default_factory=dict, description="that embedder's parameters")
-
-
 class AdaptedEmbedder(Embedder):
     """Another embedder's descriptors, flip-averaged and/or passed through a population back-end."""
 
@@ -156,22 +152,14 @@ class AdaptedEmbedder(Embedder):
     description = "wraps an embedder: test-time flip averaging and a population profile's back-end (see facekit.builtin.adapted)"
 
     class Params(Params):
-        embedder: _InnerStage = Field(description="the embedder underneath: a name or {name, params}")
+        embedder: StageConfig = Field(description="the embedder underneath: a name or {name, params}")
         flip: bool = Field(True, description="average each chip's descriptor with its mirror image's")
         profile: Optional[str] = Field(
             None, description="population profile (registered calibration name or JSON path) whose `backend` to apply"
         )
 
-        @field_validator("embedder", mode="before")
-        @classmethod
-        def _shorthand(cls, value: Any) -> Any:
-            return {"name": value} if isinstance(value, str) else value
-
     def __init__(self, params: Any = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
-        from facekit.config import validate_model
-        from facekit.plugins import get_registry
-
         stage = self.params.embedder
         if stage.name == self.name:
             raise ConfigError("embedder.params.embedder: the adapted embedder cannot wrap itself")
@@ -231,4 +219,8 @@ class AdaptedEmbedder(Embedder):
         mirror image, nor the back-end's projection of it).
         """
         return self.inner.torch_model()
+
+    def gives_gradients(self) -> bool:
+        """As the model underneath: Grad-CAM works through ``adapted`` only if it works on the model."""
+        return self.inner.gives_gradients()
 

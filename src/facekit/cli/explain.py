@@ -44,7 +44,7 @@ def explain_command(image_a: str, image_b: str, output: Optional[str], pipeline:
     name = explainer_name
     if name is None and "explainer" not in built.components:
         # no explainer in the pipeline: Grad-CAM for PyTorch embedders, occlusion for any other
-        name = "gradcam" if _is_torch(built.embedder) else "occlusion"
+        name = "gradcam" if built.embedder.gives_gradients() else "occlusion"
     chosen = name or (built.components["explainer"].name if "explainer" in built.components else None)
     if params and chosen not in (None, "gradcam"):
         raise ConfigError(f"--method and --layer are options of the gradcam explainer, not of {chosen!r}")
@@ -64,9 +64,3 @@ def default_card_path(image_a: str, image_b: str) -> str:
     from pathlib import Path
 
     return f"card-{Path(image_a).stem}-{Path(image_b).stem}.png"
-
-
-def _is_torch(embedder) -> bool:  # type: ignore[no-untyped-def]
-    from facekit.components import Embedder
-
-    return type(embedder).torch_model is not Embedder.torch_model
