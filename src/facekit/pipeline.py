@@ -7,6 +7,11 @@ Build one from YAML (:meth:`Pipeline.from_yaml`), from a bundled name
 :class:`~facekit.types.Embedding` are accepted too, and skip the stages already done.
 
 A pipeline may be shared between threads: each component is used under its own lock.
+
+Why one file over 500 lines: :class:`Pipeline` is the one class callers use, and its
+methods share the stages, their locks and the worker pool. The parts that stand on their
+own live elsewhere: validation in :mod:`facekit.config`, the worker pool in
+:mod:`facekit.engine`, scores in :mod:`facekit.scoring`.
 """
 
 from __future__ import annotations
@@ -22,9 +27,15 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 from pydantic import ValidationError
 
-from facekit.scoring import similarity
 from facekit.cache import EmbeddingCache
-from facekit.components import Aggregator, Aligner, Component, Detector, Embedder, Explainer
+from facekit.components import (
+    Aggregator,
+    Aligner,
+    Component,
+    Detector,
+    Embedder,
+    Explainer,
+)
 from facekit.config import (
     STAGE_KINDS,
     YAML_SUFFIXES,
@@ -37,13 +48,34 @@ from facekit.config import (
     stage_problems,
     validate_model,
 )
+from facekit.engine import (
+    Engine,
+    ProcessPoolEngine,
+    SequentialEngine,
+    resolve_workers,
+    wants_pool,
+)
 from facekit.errors import ConfigError, DependencyError, MultipleFacesError, NoFaceError
 from facekit.image import ImageSource, describe_source, load_image
 from facekit.io import names_a_file
-from facekit.plugins import OPTIONAL_BUNDLED_COMPONENTS, Registry, get_registry, install_hint, unknown_name_message
-from facekit.engine import Engine, ProcessPoolEngine, SequentialEngine, resolve_workers, wants_pool
-from facekit.types import AggregateResult, AlignedFace, Comparison, Embedding, Explanation, Face
-
+from facekit.plugins import (
+    OPTIONAL_BUNDLED_COMPONENTS,
+    Registry,
+    get_plugin_manager,
+    get_registry,
+    install_hint,
+    unknown_name_message,
+)
+from facekit.scoring import similarity
+from facekit.scoring.calibration import Calibration, load_calibration
+from facekit.types import (
+    AggregateResult,
+    AlignedFace,
+    Comparison,
+    Embedding,
+    Explanation,
+    Face,
+)
 
 #: the bundled pipeline used when none is named
 DEFAULT_PIPELINE = "default"
@@ -88,7 +120,7 @@ class Pipeline:
             self.components[field_name] = cls(cls.Params.model_validate(stage.params))
         self._locks = {name: threading.RLock() for name in self.components}
         self._engine_lock = threading.RLock()  # the worker pool, started on demand (engine_for)
-        self._calibration: Any = None
+        self._calibration: Optional[Calibration] = None
         self._calibration_loaded = False
         self._check_fit()
 
@@ -220,13 +252,11 @@ class Pipeline:
         return self.embedder.threshold
 
     @property
-    def calibration(self) -> Any:
+    def calibration(self) -> Optional[Calibration]:
         """The pipeline's score calibration, or None (loaded on first use)."""
         if not self._calibration_loaded:
             name = self.config.scoring.calibration
             if name:
-                from facekit.scoring.calibration import load_calibration
-
                 self._calibration = load_calibration(name, metric=self.embedder.metric,
                                                      model=self.embedder.model_name)
             self._calibration_loaded = True
@@ -266,7 +296,6 @@ class Pipeline:
 
     def _rebuildable_in_workers(self) -> bool:
         """Whether worker processes, which load plugins from entry points only, can build this pipeline."""
-        from facekit.plugins import get_plugin_manager
 
         manager = get_plugin_manager()
         for field_name, kind in STAGE_KINDS.items():
