@@ -375,6 +375,7 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_directive("facekit-yaml-reference", _directive(yaml_reference_lines))
     app.add_directive("facekit-cli-reference", _directive(cli_reference_lines))
     app.add_directive("facekit-fields", _fields_directive())
+    app.add_directive("facekit-architecture", _architecture_directive())
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
 
 
@@ -386,3 +387,95 @@ if __name__ == "__main__":  # pragma: no cover
     import sys
 
     print(_lines_of(cli_reference_lines() if sys.argv[1:] == ["cli"] else yaml_reference_lines()))
+
+
+# ----------------------------------------------------------------------------- the architecture picture
+def load_layers() -> list[tuple[str, tuple[str, ...]]]:
+    """The core's layers as ``tests/test_layers.py`` enforces them (one list, read by both)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "tests" / "test_layers.py"
+    spec = importlib.util.spec_from_file_location("_facekit_layers", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return list(module.LAYERS)
+
+
+#: the data path of ``Pipeline.compare``: (step, where it lives), drawn left to right
+COMPARE_PATH = [
+    ("two photos", "paths, arrays,\nPIL images"),
+    ("load_image", "facekit.image"),
+    ("detect + select", "detector plugin\nmulti_face policy"),
+    ("align", "aligner plugin\n(chip, landmarks)"),
+    ("embed", "embedder plugin\n(batch of chips)"),
+    ("score + decide", "scoring.metric\nscoring.similarity"),
+    ("calibrate", "scoring.calibration\n(optional)"),
+    ("Comparison", "facekit.types\n-> card: pictures"),
+]
+
+
+def draw_architecture(path: Any) -> None:
+    """The layers (bottom to top) and, under them, the data path of ``compare``, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    layers = load_layers()
+    figure = Figure(figsize=(11, 8.6), dpi=110)
+    ax = figure.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, 11)
+    ax.set_ylim(0, 8.6)
+    ax.axis("off")
+    colours = ["#dfe7f2", "#d6ecd2", "#f6e3c4", "#eadcf0", "#d4ebee", "#f3d6d6", "#e6e6cc", "#d9d9d9"]
+    band, bottom = 0.56, 2.75
+    ax.text(0.2, bottom + band * len(layers) + 0.9, "facekit's layers: a module imports only its own layer and those below",
+            fontsize=12, weight="bold")
+    plugins_top = bottom + band * len(layers) + 0.55
+    ax.add_patch(FancyBboxPatch((0.2, plugins_top - 0.42), 10.6, 0.38, boxstyle="round,pad=0.02",
+                                facecolor="#fff4cc", edgecolor="#b59b3b"))
+    ax.text(0.35, plugins_top - 0.23, "plugins (facekit-dlib, -mediapipe, -torch, -faiss, -ray, third parties): "
+            "above the core, reached only through hooks", fontsize=8.5, va="center")
+    for rank, (title, prefixes) in enumerate(layers):
+        y = bottom + rank * band
+        ax.add_patch(FancyBboxPatch((0.2, y + 0.04), 10.6, band - 0.08, boxstyle="round,pad=0.02",
+                                    facecolor=colours[rank % len(colours)], edgecolor="#777777"))
+        ax.text(0.35, y + band / 2, f"{rank}  {title}", fontsize=9.5, weight="bold", va="center")
+        names = ", ".join(p.removeprefix("facekit.") for p in prefixes)
+        ax.text(3.0, y + band / 2, names, fontsize=8.5, va="center", family="monospace")
+    ax.text(0.2, 2.25, "The data path of  pipeline.compare(a, b)", fontsize=12, weight="bold")
+    width, gap = 1.15, 0.2
+    for i, (step, where) in enumerate(COMPARE_PATH):
+        x = 0.2 + i * (width + gap)
+        ax.add_patch(FancyBboxPatch((x, 0.85), width, 0.95, boxstyle="round,pad=0.03",
+                                    facecolor="#ffffff", edgecolor="#3b6ea8"))
+        ax.text(x + width / 2, 1.52, step, ha="center", va="center", fontsize=8.5, weight="bold")
+        ax.text(x + width / 2, 1.12, where, ha="center", va="center", fontsize=6.8, family="monospace")
+        if i:
+            ax.add_patch(FancyArrowPatch((x - gap - 0.02, 1.32), (x + 0.02, 1.32), arrowstyle="-|>",
+                                         mutation_scale=10, color="#3b6ea8"))
+    ax.text(0.2, 0.45, "Detect and align run in the engine (here, or in worker processes with workers > 1); "
+            "embedding stays in the calling process, batched.", fontsize=8.5)
+    figure.savefig(path)
+
+
+def _architecture_directive() -> Any:
+    from docutils import nodes
+    from sphinx.util.docutils import SphinxDirective
+
+    class Architecture(SphinxDirective):
+        """``.. facekit-architecture::``: the layers picture, drawn from tests/test_layers.py."""
+
+        def run(self) -> list[Any]:
+            from pathlib import Path
+
+            target = Path(self.env.srcdir) / "_generated" / "architecture.png"
+            target.parent.mkdir(exist_ok=True)
+            draw_architecture(target)
+            self.env.note_dependency(str(Path(__file__).resolve().parents[2] / "tests" / "test_layers.py"))
+            return [nodes.image(uri="/_generated/architecture.png", alt="facekit's layers and the data path of compare",
+                                candidates={"*": "_generated/architecture.png"})]
+
+    return Architecture
