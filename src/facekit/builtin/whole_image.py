@@ -18,6 +18,7 @@ class WholeImageDetector(Detector):
 
     name = "whole_image"
     description = "the whole image is the face (for photos already cropped to one face)"
+    finds_faces = False
 
     class Params(Params):
         margin: float = Field(0.0, ge=0.0, lt=0.5, description="fraction of each side to leave out")
