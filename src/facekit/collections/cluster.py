@@ -29,8 +29,11 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from facekit.scoring import similarity
 from facekit.errors import ConfigError
+from facekit.pipeline import Pipeline
+from facekit.scoring.calibration import Calibration
+from facekit.scoring.metric import Metric, metric_named
+from facekit.types import Embedding
 
 #: calibrated P(same person) two groups need to be joined by default (see
 #: :func:`default_threshold`); chosen on the people of LFW's pairsDevTrain.txt only
@@ -45,22 +48,24 @@ MAX_FACES = 20_000
 
 
 # ------------------------------------------------------------------------------ algorithm
-def dissimilarities(vectors: np.ndarray, metric: str) -> np.ndarray:
-    """All pairwise dissimilarities (lower = more alike) of ``(N, D)`` vectors, as float32.
+def score_matrix(vectors: np.ndarray, metric: Union[str, Metric]) -> np.ndarray:
+    """Every pair's score in ``metric`` of ``(N, D)`` vectors, an (N, N) float64 matrix: distances
+    (by the Gram matrix, N^2 memory rather than N^2 D) or cosine similarities."""
+    # TODO(metric.py): an all-pairs Metric.matrix would let this live with the metric
+    metric = metric_named(metric)
+    x = metric.prepare(vectors, np.float64)  # unit rows for cosine
+    gram = x @ x.T
+    if metric.higher_is_more_similar:
+        return gram
+    squared = np.sum(x * x, axis=1)
+    return np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2.0 * gram, 0.0))
 
-    Euclidean distances for ``euclidean``; negated cosine similarities for ``cosine``.
-    """
-    x = np.asarray(vectors, dtype=np.float64)
-    if metric == "euclidean":
-        squared = np.sum(x * x, axis=1)
-        d2 = squared[:, None] + squared[None, :] - 2.0 * (x @ x.T)
-        out = np.sqrt(np.maximum(d2, 0.0))
-    elif metric == "cosine":
-        unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        out = -(unit @ unit.T)
-    else:
-        raise ConfigError(f"unknown metric {metric!r}; expected 'euclidean' or 'cosine'")
-    return out.astype(np.float32)
+
+def dissimilarities(vectors: np.ndarray, metric: Union[str, Metric]) -> np.ndarray:
+    """All pairwise dissimilarities (lower = more alike) of ``(N, D)`` vectors, as float32:
+    the metric's scores turned so that lower is more alike (distances as they are, cosine
+    similarities negated)."""
+    return (-metric_named(metric).as_similarity(score_matrix(vectors, metric))).astype(np.float32)
 
 
 def linkage_merges(dissimilarity: np.ndarray, linkage: str = "average") -> list[tuple[int, int, float]]:
@@ -117,7 +122,7 @@ def linkage_merges(dissimilarity: np.ndarray, linkage: str = "average") -> list[
     return merges
 
 
-def cluster_vectors(vectors: np.ndarray, metric: str, threshold: float, linkage: str = "average") -> np.ndarray:
+def cluster_vectors(vectors: np.ndarray, metric: Union[str, Metric], threshold: float, linkage: str = "average") -> np.ndarray:
     """Cluster labels (0 = largest cluster) of ``(N, D)`` vectors.
 
     Two groups join while their mean (``average``), largest (``complete``) or smallest
@@ -137,8 +142,10 @@ def cluster_vectors(vectors: np.ndarray, metric: str, threshold: float, linkage:
     return labels_from_merges(n, linkage_merges(dissimilarities(vectors, metric), linkage), threshold, metric)
 
 
-def labels_from_merges(n: int, merges: Iterable[tuple[int, int, float]], threshold: float, metric: str) -> np.ndarray:
+def labels_from_merges(n: int, merges: Iterable[tuple[int, int, float]], threshold: float,
+                       metric: Union[str, Metric]) -> np.ndarray:
     """Cut a merge list from :func:`linkage_merges` at ``threshold`` (in ``metric``'s terms)."""
+    metric = metric_named(metric)
     parent = np.arange(n)
 
     def root(i: int) -> int:
@@ -148,9 +155,8 @@ def labels_from_merges(n: int, merges: Iterable[tuple[int, int, float]], thresho
         return i
 
     for a, b, height in merges:
-        # a height is a dissimilarity: a distance, or a negated cosine similarity
-        score = height if metric == "euclidean" else -height
-        if similarity.is_same(score, metric, threshold):
+        # a height is a dissimilarity, a negated similarity: back into the metric's own score
+        if metric.is_same(float(metric.from_similarity(-height)), threshold):
             parent[root(b)] = root(a)
     return _relabel_by_size(np.array([root(i) for i in range(n)]))
 
@@ -163,7 +169,7 @@ def _relabel_by_size(raw: np.ndarray) -> np.ndarray:
     return np.array([mapping[int(v)] for v in raw], dtype=np.int64)
 
 
-def default_threshold(pipeline: Any) -> tuple[float, str]:
+def default_threshold(pipeline: Pipeline) -> tuple[float, str]:
     """The clustering cut for ``pipeline``, and how it was chosen (for reports).
 
     With a calibration: the least strict score at which the calibrated P(same person)
@@ -171,7 +177,7 @@ def default_threshold(pipeline: Any) -> tuple[float, str]:
     one wrong join merges two whole groups). Without one: the pipeline's own
     same-person threshold, which chains more people together.
     """
-    calibration = getattr(pipeline, "calibration", None)
+    calibration = pipeline.calibration
     if calibration is not None:
         value = score_at_probability(calibration, CLUSTER_P_SAME)
         if value is not None:
@@ -179,7 +185,7 @@ def default_threshold(pipeline: Any) -> tuple[float, str]:
     return float(pipeline.threshold), "the pipeline's same-person threshold (it has no calibration)"
 
 
-def score_at_probability(calibration: Any, level: float) -> Optional[float]:
+def score_at_probability(calibration: Calibration, level: float) -> Optional[float]:
     """The least similar score the calibration still gives P(same) >= ``level``, or None."""
     known = np.concatenate([calibration.impostor_scores, calibration.genuine_scores])
     low, high = float(np.min(known)), float(np.max(known))
@@ -187,7 +193,7 @@ def score_at_probability(calibration: Any, level: float) -> Optional[float]:
     passing = grid[calibration.probabilities(grid) >= level]
     if not len(passing):
         return None
-    return float(passing[np.argmin(similarity.similarity_of(passing, calibration.metric))])
+    return float(passing[np.argmin(metric_named(calibration.metric).as_similarity(passing))])
 
 
 # ------------------------------------------------------------------------------ photos
@@ -202,17 +208,15 @@ class FoundFace:
     vector: np.ndarray = field(repr=False, compare=False)
 
 
-def every_face_pipeline(pipeline: Any) -> Any:
+def every_face_pipeline(pipeline: Pipeline) -> Pipeline:
     """``pipeline`` itself if it keeps every face of a photo, else a copy that does."""
     if pipeline.config.multi_face == "all":
         return pipeline
-    from facekit.pipeline import Pipeline
-
     return Pipeline.from_dict({**pipeline.to_dict(), "multi_face": "all"}, where=pipeline.where)
 
 
 def embed_every_face(
-    pipeline: Any, images: Sequence[Any], progress: Optional[Callable[[int], None]] = None
+    pipeline: Pipeline, images: Sequence[Union[str, os.PathLike]], progress: Optional[Callable[[int], None]] = None
 ) -> tuple[list[FoundFace], list[tuple[str, str]]]:
     """Every face of every image with ``pipeline`` (made to keep all faces), in chunks so that
     memory holds vectors and boxes, not chips. Returns (faces, failures as (source, message))."""
@@ -224,7 +228,7 @@ def embed_every_face(
         part = list(images[start : start + chunk])
         batch = pipeline.embed(part, on_error="skip", progress=False)
         failures.extend(batch.failures)
-        per_source: dict[str, list[Any]] = {}
+        per_source: dict[str, list[Embedding]] = {}
         for emb in batch:
             per_source.setdefault(str(emb.source), []).append(emb)
         for source, found in per_source.items():
@@ -336,8 +340,8 @@ def _free_name(folder: Path, name: str) -> Path:
 
 
 def cluster(
-    images: Sequence[Any],
-    pipeline: Any = None,
+    images: Sequence[Union[str, os.PathLike]],
+    pipeline: Union[Pipeline, str, os.PathLike, None] = None,
     *,
     threshold: Optional[float] = None,
     linkage: str = "average",
@@ -351,8 +355,6 @@ def cluster(
     Images that cannot be read, or have no face, are skipped and listed in
     ``result.failures``. ``progress`` is called with the number of images done per chunk.
     """
-    from facekit.pipeline import Pipeline
-
     unnamed = [i for i, image in enumerate(images) if not isinstance(image, (str, os.PathLike))]
     if unnamed:  # the results, the contact sheets and the links all name photos by their path
         raise ConfigError(

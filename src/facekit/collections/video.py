@@ -26,8 +26,12 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from facekit.scoring import similarity
+from facekit.collections.cluster import cluster_vectors, default_threshold, face_thumbnail
+from facekit.collections.gallery import Gallery
+from facekit.collections.identification import Candidate
 from facekit.errors import FacekitError, ImageError
+from facekit.pipeline import Pipeline
+from facekit.scoring.metric import Metric, metric_named
 
 #: video file suffixes ``facekit identify`` reads as videos
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -66,10 +70,8 @@ def sample_frames(path: Union[str, os.PathLike], every_ms: float = 200.0) -> Ite
         capture.release()
 
 
-def video_pipeline(pipeline: Any) -> Any:
+def video_pipeline(pipeline: Pipeline) -> Pipeline:
     """``pipeline`` keeping every face of a frame and without its fallback detector."""
-    from facekit.pipeline import Pipeline
-
     config = pipeline.to_dict()
     if config.get("multi_face") == "all" and not config.get("fallback_detector"):
         return pipeline
@@ -86,10 +88,8 @@ class FrameFace:
     thumbnail: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
 
-def faces_in_frame(pipeline: Any, frame: np.ndarray, time: float) -> list[FrameFace]:
+def faces_in_frame(pipeline: Pipeline, frame: np.ndarray, time: float) -> list[FrameFace]:
     """Every face of one RGB frame, embedded ([] when there is none)."""
-    from facekit.collections.cluster import face_thumbnail
-
     batch = pipeline.embed(frame, on_error="skip", progress=False)
     out = []
     for emb in batch:
@@ -119,7 +119,7 @@ class Track:
     faces: list[FrameFace] = field(default_factory=list)
     person: str = "unknown"
     known: bool = False
-    candidates: list[Any] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
 
     @property
     def start(self) -> float:
@@ -155,9 +155,9 @@ class Track:
 class Tracker:
     """Links each frame's faces to the tracks of earlier frames (greedy, most similar first)."""
 
-    def __init__(self, metric: str, threshold: float, strict_threshold: float, min_iou: float = 0.3,
+    def __init__(self, metric: Union[str, Metric], threshold: float, strict_threshold: float, min_iou: float = 0.3,
                  max_gap: float = 2.0) -> None:
-        self.metric = metric
+        self.metric = metric_named(metric)
         self.threshold = threshold
         self.strict_threshold = strict_threshold
         self.min_iou = min_iou
@@ -174,11 +174,11 @@ class Tracker:
             mean = track.mean_vector
             last = track.faces[-1].box
             for j, face in enumerate(faces):
-                score = similarity.score(mean, face.vector, self.metric)
-                if not similarity.is_same(score, self.metric, self.threshold):
+                score = self.metric.score(mean, face.vector)
+                if not self.metric.is_same(score, self.threshold):
                     continue
-                if box_iou(last, face.box) >= self.min_iou or similarity.is_same(score, self.metric, self.strict_threshold):
-                    pairs.append((float(similarity.similarity_of(np.array([score]), self.metric)[0]), track.number, j))
+                if box_iou(last, face.box) >= self.min_iou or self.metric.is_same(score, self.strict_threshold):
+                    pairs.append((float(self.metric.as_similarity(score)), track.number, j))
         used_tracks: set[int] = set()
         used_faces: set[int] = set()
         by_number = {t.number: t for t in live}
@@ -299,8 +299,8 @@ def _tick_step(seconds: float) -> float:
 
 def video_timeline(
     path: Union[str, os.PathLike],
-    gallery: Any = None,
-    pipeline: Any = None,
+    gallery: Optional[Gallery] = None,
+    pipeline: Union[Pipeline, str, os.PathLike, None] = None,
     *,
     every_ms: float = 200.0,
     min_frames: int = 2,
@@ -316,9 +316,6 @@ def video_timeline(
     person is "unknown N". Tracks seen in fewer than ``min_frames`` sampled frames are
     dropped (a stray detection is not a person). ``progress`` gets each frame's time.
     """
-    from facekit.collections.cluster import cluster_vectors, default_threshold
-    from facekit.pipeline import Pipeline
-
     base = gallery.pipeline if gallery is not None else Pipeline.load(pipeline)
     runner = video_pipeline(base)
     metric = base.embedder.metric
@@ -369,7 +366,7 @@ def video_duration(path: Union[str, os.PathLike]) -> float:
         capture.release()
 
 
-def identify_video(gallery: Any, path: str, k: int) -> dict[str, Any]:
+def identify_video(gallery: Gallery, path: str, k: int) -> dict[str, Any]:
     """``facekit identify``'s entry for a video: a face per track, and the timeline.
 
     Shows a progress bar in seconds of video when stderr is a terminal.
