@@ -15,6 +15,10 @@ Two metrics exist:
   (dlib's ResNet: 0.6).
 * ``cosine``: the cosine similarity, in [-1, 1]; same person *at or above* the threshold
   (ArcFace-style models; FACE01's EfficientNetV2: 0.4).
+
+All the words facekit prints about a score's meaning ("distance", "same person if below
+0.6", "lower = more alike") come from here, so that the terminal, the card and the plots
+say the same thing.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ class Metric:
     higher_is_more_similar: bool
     #: what a score is, in words: "distance" or "cosine similarity"
     score_name: str
-    #: the comparison that means "same person": "<" or ">="
-    same_if: str
+    #: the same, as a plot's axis says it: "Euclidean distance" or "cosine similarity"
+    axis_name: str
+    #: the kind of score in one word, as a comparison's JSON says it: "distance" or "similarity"
+    kind: str
 
     # ------------------------------------------------------------------ scores
     def pairwise(self, a: Any, b: Any) -> np.ndarray:
@@ -57,8 +63,8 @@ class Metric:
         return float(self.pairwise(np.asarray(a)[None], np.asarray(b)[None])[0])
 
     def prepare(self, vectors: Any, dtype: Any = np.float32) -> np.ndarray:
-        """Vectors as an index or a mean should hold them: unit length for cosine, as they are
-        for euclidean (rows of ``dtype``)."""
+        """Vectors as an index or a mean should hold them: unit length for cosine (zero rows
+        stay zero), as they are for euclidean (values of ``dtype``)."""
         vectors = np.asarray(vectors, dtype=dtype)
         if not self.higher_is_more_similar:
             return vectors
@@ -67,15 +73,16 @@ class Metric:
     # ------------------------------------------------------------------ decisions and order
     def is_same(self, score: float, threshold: float) -> bool:
         """The decision for one score: distance below, or similarity at or above, the threshold."""
-        return bool(self.same_mask(np.asarray(score), threshold))
+        return bool(self.same_mask(score, threshold))
 
     def same_mask(self, scores: Any, threshold: float) -> np.ndarray:
-        """The decision for many scores at once."""
-        scores = np.asarray(scores, dtype=np.float64)
+        """The decision for many scores at once (NaN, a failed score, is never "same"). The
+        scores keep their own precision: float32 scores are compared as float32."""
+        scores = np.asarray(scores)
         return scores >= threshold if self.higher_is_more_similar else scores < threshold
 
     def as_similarity(self, scores: Any) -> np.ndarray:
-        """Scores turned so that higher always means more alike (distances negated)."""
+        """Scores turned so that higher always means more alike (distances negated), as float64."""
         scores = np.asarray(scores, dtype=np.float64)
         return scores if self.higher_is_more_similar else -scores
 
@@ -88,38 +95,51 @@ class Metric:
         return int(np.argmax(self.as_similarity(scores)))
 
     # ------------------------------------------------------------------ words
+    @property
+    def same_if(self) -> str:
+        """The comparison that means "same person": ``"<"`` or ``">="``."""
+        return ">=" if self.higher_is_more_similar else "<"
+
+    @property
+    def more_alike(self) -> str:
+        """Which way is more alike: ``"higher"`` or ``"lower"``."""
+        return "higher" if self.higher_is_more_similar else "lower"
+
     def rule(self, threshold: float) -> str:
         """The decision rule, short: ``"distance < 0.6"``, ``"cosine similarity >= 0.4"``."""
         return f"{self.score_name} {self.same_if} {threshold:g}"
 
     def rule_in_words(self, threshold: float) -> str:
         """The decision rule for people: ``"same person if below 0.6; lower = more alike"``."""
-        if self.higher_is_more_similar:
-            return f"same person if at least {threshold:g}; higher = more alike"
-        return f"same person if below {threshold:g}; lower = more alike"
+        side = "at least" if self.higher_is_more_similar else "below"
+        return f"same person if {side} {threshold:g}; {self.more_alike} = more alike"
 
     @property
     def axis_label(self) -> str:
-        """An axis title for plots of raw scores."""
-        more = "higher" if self.higher_is_more_similar else "lower"
-        return f"{'Euclidean distance' if not self.higher_is_more_similar else 'cosine similarity'}  ({more} = more similar)"
+        """An axis title for plots of raw scores: ``"Euclidean distance  (lower = more similar)"``."""
+        return f"{self.axis_name}  ({self.more_alike} = more similar)"
 
     @property
     def score_kind(self) -> str:
-        """What reports write in their ``score_kind`` field."""
-        return "similarity" if self.higher_is_more_similar else "distance (lower = more similar)"
+        """What evaluation reports and calibration files write in their ``score_kind`` field."""
+        return self.kind if self.higher_is_more_similar else f"{self.kind} ({self.more_alike} = more similar)"
 
     def __str__(self) -> str:
         return self.name
 
 
-EUCLIDEAN = Metric("euclidean", higher_is_more_similar=False, score_name="distance", same_if="<")
-COSINE = Metric("cosine", higher_is_more_similar=True, score_name="cosine similarity", same_if=">=")
+EUCLIDEAN = Metric("euclidean", higher_is_more_similar=False, score_name="distance",
+                   axis_name="Euclidean distance", kind="distance")
+COSINE = Metric("cosine", higher_is_more_similar=True, score_name="cosine similarity",
+                axis_name="cosine similarity", kind="similarity")
 METRICS: dict[str, Metric] = {m.name: m for m in (EUCLIDEAN, COSINE)}
 
 
 def metric_named(name: "str | Metric") -> Metric:
-    """The :class:`Metric` called ``name`` (a Metric is returned as it is)."""
+    """The :class:`Metric` called ``name`` (a Metric is returned as it is).
+
+    Raises :class:`~facekit.errors.ConfigError` (a ``ValueError``) for any other name.
+    """
     if isinstance(name, Metric):
         return name
     try:

@@ -20,7 +20,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from facekit.errors import EvaluationError
-from facekit.scoring import similarity
+from facekit.scoring.metric import Metric, metric_named
+
 
 def stratified_folds(labels: Sequence[bool], k: int = 10) -> np.ndarray:
     """Fold ids for a single-set file: each class cut into ``k`` contiguous blocks.
@@ -218,9 +219,9 @@ def kfold_accuracy(similarities: Any, labels: Any, folds: Any, scored: Optional[
     return KFoldResult(tuple(accuracies), tuple(thresholds))
 
 
-def threshold_in_metric(threshold: float, metric: str) -> float:
+def threshold_in_metric(threshold: float, metric: "str | Metric") -> float:
     """A similarity threshold written in the model's own metric (a distance for euclidean)."""
-    return float(similarity.similarity_of(np.array([threshold]), metric)[0])
+    return float(metric_named(metric).from_similarity(threshold))
 
 
 def expected_calibration_error(probabilities: Any, labels: Any, bins: int = 10) -> float:

@@ -1,11 +1,9 @@
-"""Similarity metrics, decisions and FACE01's percentage.
+"""FACE01's percentage, and the scores and decisions of a metric given by its name.
 
-Two metrics are in use:
-
-* ``euclidean``: a distance; lower is more similar. dlib's ResNet uses it, with 0.6 as
-  the same-person threshold.
-* ``cosine``: a similarity in [-1, 1]; higher is more similar. ArcFace-style models
-  use it (FACE01's EfficientNetV2 model: threshold 0.4).
+What a metric's scores mean (a distance or a similarity, the decision rule, the words
+for it) lives in :mod:`facekit.scoring.metric`; the functions here that take a metric's
+name (:func:`score`, :func:`pairwise_scores`, :func:`is_same`, :func:`similarity_of`,
+:func:`higher_is_more_similar`) ask its :class:`~facekit.scoring.metric.Metric`.
 
 The *percentage* shown to people is FACE01's mapping of a cosine similarity,
 ``round(-23.71 c^2 + 49.98 c + 73.69, 2)``: monotonic on [-1, 1], 90 % at c = 0.4036,
@@ -30,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from facekit.scoring.metric import Metric, metric_named
+
 #: the cosine similarity at which FACE01's percentage reaches 90 %
 FACE01_COS_AT_90 = 0.4036
 
@@ -40,10 +40,10 @@ def face01_percentage(cos: float) -> float:
     return round(-23.71 * c * c + 49.98 * c + 73.69, 2)
 
 
-def face01_axis(score: float, metric: str, threshold: float) -> float:
+def face01_axis(score: float, metric: "str | Metric", threshold: float) -> float:
     """``score`` as a cosine-like value on FACE01's axis, with ``threshold`` at 0.4036."""
     value = float(score)
-    if metric == "cosine":
+    if metric_named(metric).higher_is_more_similar:  # a cosine similarity, in [-1, 1]
         if not -1.0 < threshold <= 1.0:
             raise ValueError(f"a cosine threshold must be in (-1, 1], got {threshold!r}")
         value = min(max(value, -1.0), 1.0)
@@ -51,53 +51,48 @@ def face01_axis(score: float, metric: str, threshold: float) -> float:
             span = 1.0 - threshold
             return 1.0 if span <= 0 else FACE01_COS_AT_90 + (value - threshold) * (1.0 - FACE01_COS_AT_90) / span
         return -1.0 + (value + 1.0) * (FACE01_COS_AT_90 + 1.0) / (threshold + 1.0)
-    if metric == "euclidean":
-        if threshold <= 0:
-            raise ValueError(f"a Euclidean threshold must be positive, got {threshold!r}")
-        return 1.0 - (1.0 - FACE01_COS_AT_90) * max(value, 0.0) / threshold
-    raise ValueError(f"unknown metric {metric!r}")
+    if threshold <= 0:  # a Euclidean distance, 0 or more
+        raise ValueError(f"a Euclidean threshold must be positive, got {threshold!r}")
+    return 1.0 - (1.0 - FACE01_COS_AT_90) * max(value, 0.0) / threshold
 
 
-def percentage(score: float, metric: str, threshold: float) -> float:
+def percentage(score: float, metric: "str | Metric", threshold: float) -> float:
     """The FACE01-scale percentage of a score in ``metric``: 90 % at ``threshold``, monotonic,
     and never on the other side of 90 % from the verdict (see the module docs)."""
     value = face01_percentage(face01_axis(score, metric, threshold))
-    if is_same(score, metric, threshold):
+    if metric_named(metric).is_same(score, threshold):
         return max(value, 90.0)
     return min(value, 89.99)
 
 
-def score(a: np.ndarray, b: np.ndarray, metric: str) -> float:
-    """Distance (euclidean) or similarity (cosine) between two vectors."""
-    return float(pairwise_scores(np.asarray(a)[None], np.asarray(b)[None], metric)[0])
+# The functions below take a metric's name; each is its :class:`~facekit.scoring.metric.Metric`'s
+# method of the same meaning (one source of truth), for code that holds only the name.
 
 
-def pairwise_scores(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
-    """Row-wise scores between two (N, D) arrays."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if metric == "euclidean":
-        return np.linalg.norm(a - b, axis=1)
-    if metric == "cosine":
-        na = np.linalg.norm(a, axis=1)
-        nb = np.linalg.norm(b, axis=1)
-        return np.sum(a * b, axis=1) / np.maximum(na * nb, 1e-12)
-    raise ValueError(f"unknown metric {metric!r}")
+def score(a: np.ndarray, b: np.ndarray, metric: "str | Metric") -> float:
+    """Distance (euclidean) or similarity (cosine) between two vectors: :meth:`Metric.score`."""
+    return metric_named(metric).score(a, b)
 
 
-def is_same(score_value: float, metric: str, threshold: float) -> bool:
-    """The decision: distance below, or similarity at or above, the threshold."""
-    return bool(score_value < threshold) if metric == "euclidean" else bool(score_value >= threshold)
+def pairwise_scores(a: np.ndarray, b: np.ndarray, metric: "str | Metric") -> np.ndarray:
+    """Row-wise scores between two (N, D) arrays: :meth:`Metric.pairwise`."""
+    return metric_named(metric).pairwise(a, b)
 
 
-def higher_is_more_similar(metric: str) -> bool:
-    return metric != "euclidean"
+def is_same(score_value: float, metric: "str | Metric", threshold: float) -> bool:
+    """The decision, distance below or similarity at or above the threshold: :meth:`Metric.is_same`."""
+    return metric_named(metric).is_same(score_value, threshold)
 
 
-def similarity_of(scores: np.ndarray, metric: str) -> np.ndarray:
-    """Scores turned so that higher always means more similar (negated distances)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    return scores if higher_is_more_similar(metric) else -scores
+def higher_is_more_similar(metric: "str | Metric") -> bool:
+    """True for a similarity, False for a distance: :attr:`Metric.higher_is_more_similar`."""
+    return metric_named(metric).higher_is_more_similar
+
+
+def similarity_of(scores: np.ndarray, metric: "str | Metric") -> np.ndarray:
+    """Scores turned so that higher always means more similar (negated distances):
+    :meth:`Metric.as_similarity`."""
+    return metric_named(metric).as_similarity(scores)
 
 
 def bounded_percent(fraction: float, decimals: int = 1) -> str:
