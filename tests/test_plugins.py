@@ -9,7 +9,7 @@ import pytest
 
 import facekit
 from facekit.errors import ConfigError, PluginError
-from facekit.plugins import PluginManager, get_registry, reset_plugin_manager
+from facekit.plugins import PluginManager, get_plugin_manager, get_registry, reset_plugin_manager
 
 from .fakes import CenterBoxDetector, FakePlugin
 
@@ -29,8 +29,83 @@ def test_registry_records_which_plugin_registered_what(core_only, facekit_plugin
     assert {r.name for r in registry.plugins["toyplugin"].components} >= {"test.center", "test.resize"}
 
 
-def test_plugin_fixture_unregisters_after_the_test(core_only):
-    assert "test.center" not in get_registry().names("detector")
+PROBE_TESTS = """
+import facekit
+from facekit.components import Detector
+from facekit.plugins import get_registry
+
+
+class ProbeDetector(Detector):
+    name = "probe.detector"
+    description = "registered by the first test only"
+
+
+class Probe:
+    @facekit.hookimpl
+    def register_detectors(self, register):
+        register(ProbeDetector)
+
+
+def test_registers(facekit_plugin):
+    facekit_plugin(Probe(), name="probe")
+    assert "probe.detector" in get_registry().names("detector")
+
+
+def test_the_next_test_does_not_see_it():
+    assert "probe" not in get_registry().plugins
+    assert "probe.detector" not in get_registry().names("detector")
+"""
+
+
+def test_plugin_fixture_unregisters_after_the_test(core_only, pytester):
+    # Two tests in one pytest run share the process-wide plugin manager (nothing resets it
+    # between them), so the second sees whatever the first's `facekit_plugin` left behind.
+    manager = get_plugin_manager()
+    pytester.makepyfile(test_probe=PROBE_TESTS)
+    result = pytester.runpytest_inprocess("-p", "no:randomly", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert get_plugin_manager() is manager, "the two tests used the manager this test set up"
+    assert manager.pm.get_plugin("probe") is None
+
+
+CONTRACT_TESTS = """
+import numpy as np
+import pytest
+
+from facekit.builtin.whole_image import WholeImageDetector
+from facekit.testing import DetectorContract
+
+
+class AlwaysAFace(WholeImageDetector):
+    name = "probe.always"
+    finds_faces = True  # claims to look for faces, yet reports one on any image
+
+
+class TestWholeImage(DetectorContract):
+    @pytest.fixture
+    def component(self):
+        return WholeImageDetector()
+
+    @pytest.fixture
+    def face_image(self):
+        return np.zeros((60, 50, 3), np.uint8)
+
+
+class TestAlwaysAFace(TestWholeImage):
+    @pytest.fixture
+    def component(self):
+        return AlwaysAFace()
+"""
+
+
+def test_detector_contract_checks_blank_images_for_detectors_that_find_faces(core_only, pytester):
+    # The blank-image check follows `Detector.finds_faces`, not a detector's name.
+    pytester.makepyfile(test_contract=CONTRACT_TESTS)
+    result = pytester.runpytest_inprocess("-p", "no:randomly", "-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(passed=8, skipped=1, failed=1)
+    result.stdout.fnmatch_lines(["*TestAlwaysAFace.test_blank_image_gives_no_face*",
+                                 "E*DetectorContract: no face in a blank grey image; got 1 face(s)"])
+    result.stdout.fnmatch_lines(["SKIPPED*whole_image does not look for faces (finds_faces = False)*"])
 
 
 def test_duplicate_names_are_refused_with_both_plugins_named(core_only, facekit_plugin):
