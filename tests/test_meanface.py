@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 from facekit.errors import ConfigError, NoFaceError
 from facekit.image import load_image
@@ -97,7 +98,7 @@ def test_registered_by_the_core(core_only: None) -> None:
     registry = get_registry()
     assert registry.components["aggregator"]["meanface"].plugin == "facekit.builtin"
     assert MeanFaceAggregator.needs_landmarks and MeanFaceAggregator.consumes == "faces"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="(?s)blend.*Extra inputs are not permitted"):
         MeanFaceAggregator(blend=1)
 
 
