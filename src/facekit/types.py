@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
+from facekit.scoring.metric import MetricName, metric_named
 from facekit.scoring.similarity import bounded_percent
 
 if TYPE_CHECKING:
@@ -207,7 +208,7 @@ class Embedding(_Result):
 
     vector: np.ndarray
     model: str
-    metric: str  # "euclidean" or "cosine"
+    metric: MetricName  # "euclidean" or "cosine"; metric_named(metric) says what its scores mean
     source: Optional[str] = None
     face: Optional[AlignedFace] = field(default=None, repr=False, compare=False)
 
@@ -225,14 +226,15 @@ class Comparison(_Result):
     """The answer to "are these the same person?" for two faces.
 
     ``score`` is in the embedder's own metric: a distance for ``euclidean`` (lower is more
-    similar), a similarity for ``cosine`` (higher is more similar). ``percentage`` is
+    similar), a similarity for ``cosine`` (higher is more similar); ask
+    :func:`facekit.scoring.metric.metric_named` what it means. ``percentage`` is
     FACE01's presentation of a cosine similarity (see :func:`facekit.scoring.similarity.percentage`).
     ``probability`` and ``impostor_percentile`` are present when the pipeline carries a
     calibration (see :mod:`facekit.scoring.calibration`).
     """
 
     score: float
-    metric: str
+    metric: MetricName
     threshold: float
     same: bool
     percentage: float
@@ -253,7 +255,7 @@ class Comparison(_Result):
         out: dict[str, Any] = {
             "score": float(self.score),
             "metric": self.metric,
-            "score_kind": "distance" if self.metric == "euclidean" else "similarity",
+            "score_kind": metric_named(self.metric).kind,
             "threshold": float(self.threshold),
             "same": bool(self.same),
             "verdict": self.verdict,
@@ -293,13 +295,12 @@ class Comparison(_Result):
         return notes
 
     def _summary(self) -> list[tuple[str, str]]:
-        kind = "distance" if self.metric == "euclidean" else "cosine similarity"
-        op = "<" if self.metric == "euclidean" else ">="
+        metric = metric_named(self.metric)
         flagged = sorted({flag for q in self.quality if q is not None for flag in q.flags})
         verdict = self.verdict if not flagged else f"{self.verdict}, uncertain ({', '.join(flagged)} face)"
         rows = [
             ("verdict", verdict),
-            (kind, f"{self.score:.4f}  (same if {op} {self.threshold:g})"),
+            (metric.score_name, f"{self.score:.4f}  ({metric.rule_in_words(self.threshold)})"),
             ("percentage", f"{self.percentage:.2f} %  (FACE01 scale, 90 % = threshold)"),
         ]
         if self.probability is not None:

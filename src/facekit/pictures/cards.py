@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
 
+from facekit.scoring.metric import metric_named
 from facekit.scoring.similarity import bounded_percent
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -160,10 +161,8 @@ def _label(source: Optional[str], fallback: str) -> str:
 def score_lines(explanation: "Explanation") -> list[str]:
     """The numbers of the card as text lines (also used by the CLI)."""
     c = explanation.comparison
-    if c.metric == "euclidean":
-        lines = [f"distance {c.score:.3f}  (same person if below {c.threshold:g}; lower = more alike)"]
-    else:
-        lines = [f"cosine similarity {c.score:.3f}  (same person if at least {c.threshold:g}; higher = more alike)"]
+    metric = metric_named(c.metric)
+    lines = [f"{metric.score_name} {c.score:.3f}  ({metric.rule_in_words(c.threshold)})"]
     lines.append(f"similarity {c.percentage:.2f} %  (FACE01 scale: 90 % is the model's threshold)")
     if c.probability is not None:
         where = f" on {c.profile}" if c.profile else ""
@@ -271,14 +270,13 @@ def _wrap(text: str, width: int) -> str:
 def _gauge(ax, comparison, accent: str) -> None:  # type: ignore[no-untyped-def]
     """A bar from "different" to "same" with the threshold and this pair's score on it."""
     threshold = comparison.threshold
-    if comparison.metric == "euclidean":
-        lo, hi = 0.0, max(1.2, threshold * 2, comparison.score * 1.05)
-        same_span, diff_span = (lo, threshold), (threshold, hi)
-        label = "distance"
-    else:
+    metric = metric_named(comparison.metric)
+    if metric.higher_is_more_similar:  # a cosine similarity: at most 1
         lo, hi = min(-0.2, comparison.score - 0.05), 1.0
         same_span, diff_span = (threshold, hi), (lo, threshold)
-        label = "cosine similarity"
+    else:  # a distance: 0 or more
+        lo, hi = 0.0, max(1.2, threshold * 2, comparison.score * 1.05)
+        same_span, diff_span = (lo, threshold), (threshold, hi)
     ax.axvspan(*same_span, color="#1a7f37", alpha=0.25, lw=0)
     ax.axvspan(*diff_span, color="#c62828", alpha=0.18, lw=0)
     ax.axvline(threshold, color="#333333", lw=1.2, ls="--")
@@ -289,7 +287,7 @@ def _gauge(ax, comparison, accent: str) -> None:  # type: ignore[no-untyped-def]
     ax.tick_params(axis="x", labelsize=8)
     for span, word, colour in ((same_span, "same", "#1a7f37"), (diff_span, "different", "#c62828")):
         ax.text(span[0] + 0.015 * (hi - lo), 0.78, word, ha="left", va="center", fontsize=9, color=colour)
-    ax.set_title(f"{label}: {comparison.score:.3f}  (threshold {threshold:g})", fontsize=9.5, pad=3)
+    ax.set_title(f"{metric.score_name}: {comparison.score:.3f}  (threshold {threshold:g})", fontsize=9.5, pad=3)
 
 
 def save_png(path: Union[str, os.PathLike], image: np.ndarray) -> str:
