@@ -18,6 +18,9 @@ by registered name (plugins register them through the ``register_calibrations`` 
 or by path, and written with :meth:`Calibration.save`. The same file format carries
 population profiles: a profile is a calibration fitted on one population's pairs.
 
+Why one file: the object, its fit and its file format are one concept and change
+together (a new field is fitted, checked, written and read here); lookup is the tail.
+
 File format (``"format": "facekit.calibration"``, ``"version": 1``)::
 
     name, description            short name, one line
@@ -52,7 +55,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from facekit.errors import ConfigError
-from facekit.scoring import similarity
+from facekit.scoring.metric import Metric, metric_named
 from facekit.scoring.metrics import best_threshold, brier_score, expected_calibration_error, threshold_in_metric
 
 FORMAT = "facekit.calibration"
@@ -174,8 +177,10 @@ class Calibration:
     source: Optional[str] = None  # the file it was read from
 
     def __post_init__(self) -> None:
-        if self.metric not in ("euclidean", "cosine"):
-            raise ConfigError(f"calibration {self.name!r}: unknown metric {self.metric!r}; use euclidean or cosine")
+        try:
+            self._metric = metric_named(self.metric)  # what the raw scores mean
+        except ConfigError as exc:
+            raise ConfigError(f"calibration {self.name!r}: {exc}") from None
         method = self.probability_map.get("method")
         if method not in METHODS:
             raise ConfigError(f"calibration {self.name!r}: unknown probability method {method!r}; use {' or '.join(METHODS)}")
@@ -184,11 +189,11 @@ class Calibration:
         if len(self.impostor_levels) != len(self.impostor_scores) or len(self.impostor_levels) < 2:
             raise ConfigError(f"calibration {self.name!r}: impostor_quantiles needs matching `levels` and `scores` (2 or more)")
         # internal, increasing-similarity versions for np.interp
-        self._imp_sims = similarity.similarity_of(self.impostor_scores, self.metric)
+        self._imp_sims = self._metric.as_similarity(self.impostor_scores)
         if np.any(np.diff(self._imp_sims) < -1e-9):
             raise ConfigError(f"calibration {self.name!r}: impostor quantile scores must grow less similar as levels fall")
         if method == "isotonic":
-            sims = similarity.similarity_of(np.asarray(self.probability_map["scores"], dtype=np.float64), self.metric)
+            sims = self._metric.as_similarity(self.probability_map["scores"])
             probs = np.asarray(self.probability_map["probabilities"], dtype=np.float64)
             order = np.argsort(sims, kind="mergesort")
             self._iso = (sims[order], probs[order])
@@ -220,7 +225,7 @@ class Calibration:
             probs = _sigmoid(self.probability_map["coef"] * raw + self.probability_map["intercept"])
         else:
             xs, ps = self._iso
-            probs = np.interp(similarity.similarity_of(raw, self.metric), xs, ps)
+            probs = np.interp(self._metric.as_similarity(raw), xs, ps)
         floor = float(self.probability_map.get("floor", 0.0))
         return np.clip(probs, floor, 1.0 - floor)
 
@@ -230,7 +235,7 @@ class Calibration:
         Capped at ``n/(n+1)`` for ``n`` impostor pairs in the fit: a score beyond all of
         them says "more similar than every one seen", not "than all there are".
         """
-        sim = float(similarity.similarity_of(np.array([score]), self.metric)[0])
+        sim = float(self._metric.as_similarity(score))
         level = float(np.interp(sim, self._imp_sims, self.impostor_levels))
         cap = self.impostor_count / (self.impostor_count + 1.0) if self.impostor_count else 1.0
         return min(max(level, 0.0), cap)
@@ -242,7 +247,7 @@ class Calibration:
     def threshold_at_fmr(self, fmr: float) -> float:
         """The raw score at which ``fmr`` of different-person pairs are more similar."""
         sim = float(np.interp(1.0 - fmr, self.impostor_levels, self._imp_sims))
-        return float(similarity.similarity_of(np.array([sim]), self.metric)[0])
+        return float(self._metric.from_similarity(sim))
 
     # ------------------------------------------------------------ files
     def to_dict(self) -> dict[str, Any]:
@@ -257,7 +262,7 @@ class Calibration:
             "pipeline": self.pipeline,
             "model": self.model,
             "metric": self.metric,
-            "score_kind": "distance (lower = more similar)" if self.metric == "euclidean" else "similarity",
+            "score_kind": self._metric.score_kind,
             "fitted_on": self.fitted_on,
             "threshold": self.threshold,
             "threshold_rule": self.threshold_rule,
@@ -345,7 +350,7 @@ class Calibration:
 def fit_calibration(
     scores: Any,
     labels: Any,
-    metric: str,
+    metric: "str | Metric",
     *,
     name: str,
     method: str = "logistic",
@@ -375,7 +380,8 @@ def fit_calibration(
     raw, y = raw[keep], y[keep]
     if y.sum() < 2 or (~y).sum() < 2:
         raise ConfigError("a calibration needs at least two scored same-person and two different-person pairs")
-    sims = similarity.similarity_of(raw, metric)
+    scoring = metric_named(metric)
+    sims = scoring.as_similarity(raw)
     prior = float(y.mean())
     floor = round(1.0 / (len(y) + 2), 8)  # a finite sample gives no certainties: P stays in [floor, 1 - floor]
     if method == "logistic":
@@ -384,7 +390,7 @@ def fit_calibration(
                                            "input": "raw score", "prior_same": prior, "floor": floor}
     else:
         xs, ps = fit_isotonic(sims, y)
-        probability_map = {"method": "isotonic", "scores": similarity.similarity_of(xs, metric),
+        probability_map = {"method": "isotonic", "scores": scoring.from_similarity(xs),
                            "probabilities": ps, "prior_same": prior, "floor": floor}
     impostor_levels = _quantile_levels(int((~y).sum()), tail=True)
     genuine_levels = _quantile_levels(int(y.sum()), tail=False)
@@ -392,13 +398,13 @@ def fit_calibration(
     genuine_sims = np.quantile(sims[y], genuine_levels)
     calibration = Calibration(
         name=name,
-        metric=metric,
+        metric=scoring.name,
         probability_map=probability_map,
         impostor_levels=impostor_levels,
-        impostor_scores=similarity.similarity_of(impostor_sims, metric),
+        impostor_scores=scoring.from_similarity(impostor_sims),
         impostor_count=int((~y).sum()),
         genuine_levels=genuine_levels,
-        genuine_scores=similarity.similarity_of(genuine_sims, metric),
+        genuine_scores=scoring.from_similarity(genuine_sims),
         genuine_count=int(y.sum()),
         description=description,
         pipeline=pipeline,
@@ -409,7 +415,7 @@ def fit_calibration(
     )
     for fmr in fmr_targets:
         threshold = calibration.threshold_at_fmr(fmr)
-        sim_t = float(similarity.similarity_of(np.array([threshold]), metric)[0])
+        sim_t = float(scoring.as_similarity(threshold))
         calibration.operating_points.append({
             "fmr": fmr,
             "threshold": round(threshold, 6),
@@ -417,7 +423,7 @@ def fit_calibration(
             "resolved": bool(fmr * (~y).sum() >= 1),
         })
     best_sim, best_acc = best_threshold(sims, y)
-    calibration.extra["best_accuracy"] = {"threshold": round(threshold_in_metric(best_sim, metric), 6),
+    calibration.extra["best_accuracy"] = {"threshold": round(threshold_in_metric(best_sim, scoring), 6),
                                           "accuracy": round(best_acc, 6)}
     if threshold_rule is not None:
         calibration.threshold = _threshold_from_rule(calibration, threshold_rule)
