@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from facekit.errors import ImageError
+from facekit.scoring.metric import MetricName
 from facekit.types import AggregateResult, AlignedFace, Embedding, Face, Heatmap, Image
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -143,8 +144,9 @@ class Embedder(Component):
     """Turns a batch of aligned chips into descriptors. Batch-first."""
 
     kind = "embedder"
-    #: "euclidean" (a distance, lower = more similar) or "cosine" (a similarity, higher = more similar)
-    metric: ClassVar[Literal["euclidean", "cosine"]] = "cosine"
+    #: "euclidean" (a distance, lower = more similar) or "cosine" (a similarity, higher = more
+    #: similar); ``facekit.scoring.metric.metric_named(metric)`` says what its scores mean
+    metric: ClassVar[MetricName] = "cosine"
     #: default decision threshold in that metric
     default_threshold: ClassVar[float] = 0.4
     #: chip side the model expects (0: any size)
@@ -228,7 +230,7 @@ class SearchIndex(Component):
     #: True if results are the true nearest neighbours, False for approximate indexes
     exact: ClassVar[bool] = True
 
-    def build(self, vectors: np.ndarray, metric: Literal["euclidean", "cosine"]) -> None:
+    def build(self, vectors: np.ndarray, metric: MetricName) -> None:
         """Replace the index's contents with ``vectors``, an (N, D) float32 array."""
         raise NotImplementedError
 
@@ -247,7 +249,7 @@ class SearchIndex(Component):
         """Write the built index to ``path`` (only if ``persistent``)."""
         raise NotImplementedError
 
-    def load(self, path: str, metric: Literal["euclidean", "cosine"]) -> None:
+    def load(self, path: str, metric: MetricName) -> None:
         """Read an index written by :meth:`save`, in place of :meth:`build`."""
         raise NotImplementedError
 

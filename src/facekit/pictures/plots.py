@@ -13,6 +13,8 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from facekit.io import atomic_write
+from facekit.scoring.metric import metric_named
+from facekit.scoring.metrics import expected_calibration_error, roc
 
 PathLike = Union[str, os.PathLike]
 
@@ -33,29 +35,22 @@ def _save(figure: Any, path: PathLike) -> Path:
     return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
 
 
-def _score_label(metric: str) -> str:
-    return "Euclidean distance  (lower = more similar)" if metric == "euclidean" else "cosine similarity  (higher = more similar)"
-
-
 def _histograms(ax: Any, scores: np.ndarray, labels: np.ndarray, metric: str) -> None:
     bins = np.linspace(scores.min(), scores.max(), 50)
     ax.hist(scores[labels], bins=bins, color=SAME_COLOUR, alpha=0.6, label=f"same person ({labels.sum()})")
     ax.hist(scores[~labels], bins=bins, color=DIFFERENT_COLOUR, alpha=0.6,
             label=f"different people ({(~labels).sum()})")
-    ax.set_xlabel(_score_label(metric))
+    ax.set_xlabel(metric_named(metric).axis_label)
     ax.set_ylabel("pairs")
 
 
 def evaluation_figure(report: Any, path: PathLike) -> Path:
     """ROC curve and score histograms of an :class:`~facekit.studies.evaluation.EvaluationReport`."""
-    from facekit.scoring import similarity
-    from facekit.studies.evaluation import roc
-
     scored = report.scored
     scores = report.scores[scored]
     labels = report.labels[scored]
     metric = report.metric
-    curve = roc(similarity.similarity_of(scores, metric), labels)
+    curve = roc(metric_named(metric).as_similarity(scores), labels)
     n_different = curve.n_different
     floor = 0.5 / n_different  # where a FAR of 0 is drawn on the log axis
 
@@ -142,8 +137,6 @@ def calibration_figure(
     rel_ax.plot(centres, observed, "o-", color="black", label="observed share of same-person pairs")
     for x, obs, n in zip(centres, observed, counts):
         rel_ax.annotate(str(n), (x, obs), textcoords="offset points", xytext=(4, -11), fontsize=7.5, color="#555555")
-    from facekit.scoring.calibration import expected_calibration_error
-
     ece = expected_calibration_error(probs, y, bins)
     rel_ax.set_xlim(0, 1)
     rel_ax.set_ylim(0, 1)
