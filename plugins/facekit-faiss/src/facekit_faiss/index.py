@@ -10,7 +10,7 @@ from pydantic import Field
 
 from facekit.components import Lazy, Params, SearchIndex
 from facekit.errors import DependencyError
-from facekit.builtin.index import unit_rows
+from facekit.scoring.metric import COSINE, Metric, MetricName, metric_named
 
 
 def _import_faiss() -> Any:
@@ -57,7 +57,7 @@ class FaissIndex(SearchIndex):
     def __init__(self, params: Optional[Params] = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._index: Any = None
-        self._metric = "cosine"
+        self._metric: Metric = COSINE
         self._count = 0
         self.method = ""
 
@@ -67,35 +67,37 @@ class FaissIndex(SearchIndex):
     def __len__(self) -> int:
         return self._count
 
-    def build(self, vectors: np.ndarray, metric: Literal["euclidean", "cosine"]) -> None:
+    def build(self, vectors: np.ndarray, metric: MetricName) -> None:
         faiss = _FAISS.get()
         p: FaissIndex.Params = self.params  # type: ignore[assignment]
         if p.threads:
             faiss.omp_set_num_threads(p.threads)
-        vectors = np.ascontiguousarray(unit_rows(vectors) if metric == "cosine" else vectors, dtype=np.float32)
+        scoring = metric_named(metric)
+        vectors = np.ascontiguousarray(scoring.prepare(vectors), dtype=np.float32)
         count, dim = vectors.shape
-        index, method = self._empty_index(count, dim, metric)
+        index, method = self._empty_index(count, dim, scoring)
         if method == "ivf":
             # k-means on 64 points per list: enough for the centroids, bounded training time
             sample = np.random.default_rng(0).choice(count, min(count, 64 * index.nlist), replace=False)
             index.train(vectors[np.sort(sample)])
         index.add(vectors)
-        self._use(index, metric, method)
+        self._use(index, scoring, method)
 
-    def build_from_chunks(self, chunks: Iterable[np.ndarray], metric: Literal["euclidean", "cosine"], count: int) -> None:
+    def build_from_chunks(self, chunks: Iterable[np.ndarray], metric: MetricName, count: int) -> None:
         """:meth:`build` from ``count`` vectors arriving in chunks (e.g. read from Parquet), so they never
         sit in one Python array: FAISS's copy is the only full one. IVF trains on the first chunks."""
         faiss = _FAISS.get()
         p: FaissIndex.Params = self.params  # type: ignore[assignment]
         if p.threads:
             faiss.omp_set_num_threads(p.threads)
+        scoring = metric_named(metric)
         index: Any = None
         method = ""
         waiting: list[np.ndarray] = []  # IVF: chunks held until enough rows to train on
         for chunk in chunks:
-            chunk = np.ascontiguousarray(unit_rows(chunk) if metric == "cosine" else chunk, dtype=np.float32)
+            chunk = np.ascontiguousarray(scoring.prepare(chunk), dtype=np.float32)
             if index is None:
-                index, method = self._empty_index(count, chunk.shape[1], metric)
+                index, method = self._empty_index(count, chunk.shape[1], scoring)
             if method == "ivf" and not index.is_trained:
                 waiting.append(chunk)
                 if sum(len(c) for c in waiting) < min(count, 64 * index.nlist):
@@ -109,13 +111,14 @@ class FaissIndex(SearchIndex):
             index.add(rows)
         if index is None:
             raise ValueError("no vectors to index")
-        self._use(index, metric, method)
+        self._use(index, scoring, method)
 
-    def _empty_index(self, count: int, dim: int, metric: str) -> tuple[Any, str]:
+    def _empty_index(self, count: int, dim: int, metric: Metric) -> tuple[Any, str]:
         """A new, empty FAISS index for ``count`` vectors of ``dim`` dimensions, and its method."""
         faiss = _FAISS.get()
         p: FaissIndex.Params = self.params  # type: ignore[assignment]
-        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+        # cosine: inner product of unit vectors; Euclidean: (squared) L2
+        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric.higher_is_more_similar else faiss.METRIC_L2
         method = p.method if p.method != "auto" else ("flat" if count < max(p.exact_below, 39) else "hnsw")
         if method == "flat":
             return faiss.IndexFlat(dim, faiss_metric), method
@@ -128,7 +131,7 @@ class FaissIndex(SearchIndex):
         index.cp.max_points_per_centroid = 64
         return index, method
 
-    def _use(self, index: Any, metric: str, method: str) -> None:
+    def _use(self, index: Any, metric: Metric, method: str) -> None:
         """Keep ``index`` and apply the search-time parameters (they may differ from the build's)."""
         if method == "hnsw":
             index.hnsw.efSearch = self.params.ef_search  # type: ignore[attr-defined]
@@ -139,21 +142,19 @@ class FaissIndex(SearchIndex):
     def save(self, path: str) -> None:
         _FAISS.get().write_index(self._index, str(path))
 
-    def load(self, path: str, metric: Literal["euclidean", "cosine"]) -> None:
+    def load(self, path: str, metric: MetricName) -> None:
         faiss = _FAISS.get()
         index = faiss.read_index(str(path))
         method = "hnsw" if isinstance(index, faiss.IndexHNSW) else "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
-        self._use(index, metric, method)
+        self._use(index, metric_named(metric), method)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        if self._metric == "cosine":
-            queries = unit_rows(queries)
+        queries = self._metric.prepare(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
         k = min(k, self._count)
         if self._index is None or k <= 0:
             return np.zeros((len(queries), 0), dtype=np.float32), np.zeros((len(queries), 0), dtype=np.int64)
         scores, ids = self._index.search(np.ascontiguousarray(queries), k)
-        if self._metric == "euclidean":
+        if not self._metric.higher_is_more_similar:
             scores = np.sqrt(np.maximum(scores, 0.0))  # FAISS gives squared L2
         return scores.astype(np.float32), ids.astype(np.int64)
 
