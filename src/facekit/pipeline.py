@@ -352,7 +352,7 @@ class Pipeline:
         """Apply the pipeline's multi-face policy."""
         if not faces:
             fallback = self.components.get("fallback_detector")
-            hint = "" if fallback is not None and fallback.name == "whole_image" else (
+            hint = "" if isinstance(fallback, Detector) and not fallback.finds_faces else (
                 " (if your photos are already tight face crops, add `fallback_detector: whole_image` to the "
                 "pipeline; facekit never does that by default, as it would score photos without a face)"
             )

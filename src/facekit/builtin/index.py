@@ -9,12 +9,13 @@ indexes for galleries of millions of faces.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Optional
 
 import numpy as np
 from pydantic import Field
 
 from facekit.components import Params, SearchIndex
+from facekit.scoring.metric import COSINE, Metric, MetricName, metric_named
 
 
 def top_k(scores: np.ndarray, k: int, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -35,9 +36,7 @@ def top_k(scores: np.ndarray, k: int, higher_is_better: bool) -> tuple[np.ndarra
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to length 1 (zero rows stay zero), as float32."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    return COSINE.prepare(vectors)
 
 
 class ExactIndex(SearchIndex):
@@ -54,30 +53,28 @@ class ExactIndex(SearchIndex):
         super().__init__(params, **kwargs)
         self._vectors = np.zeros((0, 0), dtype=np.float32)
         self._sq_norms = np.zeros(0, dtype=np.float32)
-        self._metric: Literal["euclidean", "cosine"] = "cosine"
+        self._metric: Metric = COSINE
 
-    def build(self, vectors: np.ndarray, metric: Literal["euclidean", "cosine"]) -> None:
+    def build(self, vectors: np.ndarray, metric: MetricName) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2:
             raise ValueError(f"expected an (N, D) array of vectors, got shape {vectors.shape}")
-        self._metric = metric
-        self._vectors = unit_rows(vectors) if metric == "cosine" else vectors
+        self._metric = metric_named(metric)
+        self._vectors = self._metric.prepare(vectors)
         self._sq_norms = np.einsum("ij,ij->i", self._vectors, self._vectors)
 
     def __len__(self) -> int:
         return int(self._vectors.shape[0])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        if self._metric == "cosine":
-            queries = unit_rows(queries)
+        queries = self._metric.prepare(np.atleast_2d(queries))
         all_scores, all_ids = [], []
         for start in range(0, len(queries), self.params.batch_size):  # type: ignore[attr-defined]
             batch = queries[start : start + self.params.batch_size]  # type: ignore[attr-defined]
             products = batch @ self._vectors.T if len(self) else np.zeros((len(batch), 0), dtype=np.float32)
-            if self._metric == "cosine":
+            if self._metric.higher_is_more_similar:  # cosine of unit rows: the products themselves
                 scores, ids = top_k(products, k, higher_is_better=True)
-            else:
+            else:  # distances from the products: |q|^2 - 2 q.v + |v|^2
                 squared = np.einsum("ij,ij->i", batch, batch)[:, None] - 2.0 * products + self._sq_norms[None, :]
                 scores, ids = top_k(squared, k, higher_is_better=False)
                 scores = np.sqrt(np.maximum(scores, 0.0))

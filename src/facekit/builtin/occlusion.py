@@ -24,9 +24,9 @@ from typing import Callable, Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from facekit.scoring import similarity
 from facekit.components import Embedder, Explainer, Params
 from facekit.image import baseline_image
+from facekit.scoring.metric import metric_named
 from facekit.types import AlignedFace, Heatmap
 
 
@@ -62,11 +62,11 @@ def occlusion_map(
     filler = baseline_image(chip, fill)
     boxes = [(y, x) for y in patch_positions(height, patch, stride) for x in patch_positions(width, patch, stride)]
     ref = np.asarray(reference, dtype=np.float64)[None]
+    scoring = metric_named(metric)
 
     def sims(chips: np.ndarray) -> np.ndarray:
         vectors = np.asarray(embed(chips), dtype=np.float64)
-        scores = similarity.pairwise_scores(vectors, np.repeat(ref, len(vectors), axis=0), metric)
-        return similarity.similarity_of(scores, metric)
+        return scoring.as_similarity(scoring.pairwise(vectors, np.repeat(ref, len(vectors), axis=0)))
 
     original = float(sims(chip[None])[0])
     total = np.zeros((height, width), dtype=np.float64)
