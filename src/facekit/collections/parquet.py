@@ -23,16 +23,18 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from facekit.collections.gallery import Gallery
+from facekit.components import SearchIndex
+from facekit.engine import Engine
 from facekit.errors import ConfigError, DependencyError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from facekit.engine import Engine
-    from facekit.pipeline import Pipeline
-    from facekit.types import AlignedFace
+from facekit.image import expand_image_paths
+from facekit.io import atomic_write, atomic_write_text
+from facekit.pipeline import Pipeline
+from facekit.types import AlignedFace, Embedding
 
 FORMAT = "facekit-faces"
 FORMAT_VERSION = 1
@@ -61,7 +63,7 @@ def _pyarrow() -> Any:
 
 
 # ---------------------------------------------------------------- the manifest
-def manifest_for(pipeline: "Pipeline") -> dict[str, Any]:
+def manifest_for(pipeline: Pipeline) -> dict[str, Any]:
     embedder = pipeline.embedder
     return {
         "format": FORMAT,
@@ -93,13 +95,12 @@ def read_manifest(out_dir: Union[str, os.PathLike]) -> dict[str, Any]:
     return manifest
 
 
-def open_dataset(out_dir: Union[str, os.PathLike], pipeline: "Pipeline") -> Path:
+def open_dataset(out_dir: Union[str, os.PathLike], pipeline: Pipeline) -> Path:
     """Make ``out_dir`` for ``pipeline``'s embeddings, or check that an existing one holds the same kind.
 
     A folder of another pipeline's vectors is refused: mixing them would make the vectors
     incomparable. Returns the folder.
     """
-    from facekit.io import atomic_write_text
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -144,7 +145,7 @@ def _failures_schema() -> Any:
     return pa.schema([("source", pa.string()), ("error_type", pa.string()), ("error", pa.string())])
 
 
-def face_row(face: "AlignedFace") -> dict[str, Any]:
+def face_row(face: AlignedFace) -> dict[str, Any]:
     """The columns of a face row, less ``source`` and ``vector``: which face of the image, where."""
     landmarks = face.face.landmarks
     return {
@@ -168,7 +169,7 @@ class Part:
     failures: list[tuple[str, str, str]] = field(default_factory=list)
 
     @classmethod
-    def for_pipeline(cls, pipeline: "Pipeline") -> "Part":
+    def for_pipeline(cls, pipeline: Pipeline) -> "Part":
         return cls(pipeline.name, pipeline.embedder.model_name, int(pipeline.embedder.dim))
 
     def add_rows(self, source: str, rows: Sequence[dict[str, Any]], vectors: np.ndarray) -> None:
@@ -181,8 +182,6 @@ class Part:
 
     def write(self, out_dir: Union[str, os.PathLike]) -> None:
         """Write the faces part, then the failures part, each atomically (nothing if empty)."""
-        from facekit.io import atomic_write
-
         pa = _pyarrow()
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         if self.faces:
@@ -254,7 +253,6 @@ def count_rows(out_dir: Union[str, os.PathLike], table: str = FACES) -> int:
 def input_paths(paths: Iterable[Union[str, os.PathLike]], column: Optional[str] = None) -> list[str]:
     """Image paths from folders (recursively), image files, text files of paths (one a line,
     ``#`` comments) and the path column of ``.parquet`` / ``.csv`` files."""
-    from facekit.image import expand_image_paths
 
     out: list[str] = []
     for raw in paths:
@@ -319,8 +317,8 @@ def pending_sources(out_dir: Path, sources: Sequence[str]) -> list[str]:
     return todo
 
 
-def embed_to_parquet(pipeline: "Pipeline", sources: Sequence[str], out_dir: Union[str, os.PathLike], *,
-                     engine: Optional["Engine"] = None, part_images: int = PART_IMAGES,
+def embed_to_parquet(pipeline: Pipeline, sources: Sequence[str], out_dir: Union[str, os.PathLike], *,
+                     engine: Optional[Engine] = None, part_images: int = PART_IMAGES,
                      progress: bool = False) -> ParquetReport:
     """Embed ``sources`` (image paths) into the Parquet layout at ``out_dir``; resumes a previous run.
 
@@ -363,7 +361,7 @@ def embed_to_parquet(pipeline: "Pipeline", sources: Sequence[str], out_dir: Unio
     return report
 
 
-def add_embedded(pipeline: "Pipeline", part: Part, aligned: Sequence[tuple[str, Sequence["AlignedFace"]]]) -> None:
+def add_embedded(pipeline: Pipeline, part: Part, aligned: Sequence[tuple[str, Sequence[AlignedFace]]]) -> None:
     """Embed the chips of ``aligned`` images in the pipeline's batches and add them to ``part``."""
     chips = [face for _, faces in aligned for face in faces]
     embedded = pipeline.embed_chips(chips) if chips else []
@@ -380,12 +378,11 @@ def name_from_folder(source: str) -> str:
     return Path(source).parent.name
 
 
-def import_to_gallery(gallery: Any, out_dir: Union[str, os.PathLike], *, name_column: Optional[str] = None,
+def import_to_gallery(gallery: Gallery, out_dir: Union[str, os.PathLike], *, name_column: Optional[str] = None,
                       batch_rows: int = READ_ROWS) -> tuple[int, int, list[tuple[str, str]]]:
     """Enrol a dataset's faces into ``gallery`` (a :class:`~facekit.collections.gallery.Gallery`), the largest face
     of each photo, named by ``name_column`` or by the photo's folder. Reads ``batch_rows`` rows
     at a time. Returns (added, unchanged, failures)."""
-    from facekit.types import Embedding
 
     manifest = read_manifest(out_dir)
     columns = ["source", "face_index", "vector"] + ([name_column] if name_column else [])
@@ -422,7 +419,7 @@ def import_to_gallery(gallery: Any, out_dir: Union[str, os.PathLike], *, name_co
     return added, unchanged, failures
 
 
-def build_index(index: Any, out_dir: Union[str, os.PathLike], *, batch_rows: int = READ_ROWS) -> Any:
+def build_index(index: SearchIndex, out_dir: Union[str, os.PathLike], *, batch_rows: int = READ_ROWS) -> SearchIndex:
     """Fill a :class:`~facekit.components.SearchIndex` with a dataset's vectors, read in chunks.
 
     Indexes with ``build_from_chunks`` (the ``faiss`` index) take the chunks one by one, so
