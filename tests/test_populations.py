@@ -22,14 +22,9 @@ from facekit import Pipeline  # noqa: E402
 from facekit.builtin.adapted import AdaptedEmbedder, fit_nap, remove_directions  # noqa: E402
 from facekit.scoring.calibration import Calibration  # noqa: E402
 from facekit.errors import ConfigError  # noqa: E402
-from facekit.studies.populations import (  # noqa: E402
-    IdentitySet,
-    _triangle_pair,
-    audit_embeddings,
-    compare_groups,
-    identity_pairs,
-    load_populations,
-)
+from facekit.studies.audit import audit_embeddings  # noqa: E402
+from facekit.studies.lookalikes import compare_groups  # noqa: E402
+from facekit.studies.populations import IdentitySet, _triangle_pair, identity_pairs, load_populations  # noqa: E402
 from facekit.testing import EmbedderContract  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

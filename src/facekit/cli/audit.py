@@ -53,7 +53,9 @@ def audit_command(populations: tuple[str, ...], pipeline: str, population_column
       facekit audit -p eastasian populations.yaml --cache /tmp/facekit-cache
     """
     from facekit.io import atomic_write_text
-    from facekit.studies.populations import audit, audit_figure, load_populations
+    from facekit.pictures.audit import audit_figure
+    from facekit.studies.audit import audit
+    from facekit.studies.populations import load_populations
 
     sets = []
     for spec in populations:
