@@ -16,20 +16,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from facekit.errors import ConfigError
-from facekit.studies.evaluation import (
-    Pair,
-    PairFile,
+from facekit.scoring.metrics import (
     accuracy_at,
     auc,
     best_threshold,
     eer,
     kfold_accuracy,
-    read_pairs,
     roc,
     stratified_folds,
-    summarize,
     tar_at_far,
 )
+from facekit.studies.evaluation import summarize
+from facekit.studies.pairs import Pair, PairFile, read_pairs
 
 # Six pairs, most similar first: same, diff, same, diff, diff, diff (2 same, 4 different).
 SIMS = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])

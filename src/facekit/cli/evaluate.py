@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import click
 
 from facekit.cli import pipeline_option, workers_option
 from facekit.cli.common import handle_errors, load_pipeline
 from facekit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from facekit.scoring.calibration import Calibration
 
 _pairs_help = "LFW-format pair file: header `N` (N same-person lines, then N different-person lines) or `FOLDS N`"
 _images_help = "folder holding Name/Name_0001.jpg [default: the `images` folder beside the pair file]"
@@ -135,7 +138,8 @@ def calibrate_command(pairs: Optional[str], images: Optional[str], scores_json: 
     import numpy as np
 
     from facekit.scoring.calibration import check_calibration, fit_calibration
-    from facekit.studies.evaluation import read_pairs, score_pairs
+    from facekit.studies.evaluation import score_pairs
+    from facekit.studies.pairs import read_pairs
 
     if (pairs is None) == (scores_json is None):
         raise ConfigError("give either --pairs (and --images) to embed and fit, or --scores EVALUATION.json")
@@ -200,7 +204,7 @@ def _read_evaluation(path: str) -> dict[str, Any]:
     return data
 
 
-def calibration_summary(calibration: Any) -> str:
+def calibration_summary(calibration: "Calibration") -> str:
     """A few lines describing a calibration, with a small score table."""
     import numpy as np
 

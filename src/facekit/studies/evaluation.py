@@ -20,8 +20,11 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from facekit.cache import EmbeddingCache
 from facekit.errors import ConfigError
-from facekit.scoring import similarity
+from facekit.pipeline import Pipeline
+from facekit.scoring.calibration import Calibration
+from facekit.scoring.metric import metric_named
 from facekit.scoring.metrics import (
     accuracy_at,
     auc,
@@ -93,7 +96,7 @@ class EvaluationReport:
             "pipeline": self.pipeline,
             "model": self.model,
             "metric": self.metric,
-            "score_kind": "distance (lower = more similar)" if self.metric == "euclidean" else "similarity",
+            "score_kind": metric_named(self.metric).score_kind,
             "pairs_file": self.pairs_file,
             "train_pairs_file": self.train_pairs_file,
             "images_dir": self.images_dir,
@@ -141,7 +144,7 @@ class EvaluationReport:
     def summary(self) -> str:
         """A few lines for a terminal."""
         labels = self.labels
-        op = "<" if self.metric == "euclidean" else ">="
+        op = metric_named(self.metric).same_if
         std = f" ± {self.accuracy_std:.2%}" if self.accuracy_std is not None else ""
         rows = [
             ("pairs", f"{len(self.pairs)} ({int(labels.sum())} same, {int((~labels).sum())} different), "
@@ -174,36 +177,33 @@ def pair_scores(
     pairs: Sequence[Pair], vectors: dict[str, list[np.ndarray]], metric: str
 ) -> np.ndarray:
     """Raw score of each pair (the most similar face pair if an image has several); NaN if missing."""
+    scoring = metric_named(metric)
     out = np.full(len(pairs), np.nan)
     for index, pair in enumerate(pairs):
         va, vb = vectors.get(pair.a), vectors.get(pair.b)
         if not va or not vb:
             continue
-        values = similarity.pairwise_scores(
-            np.stack([x for x in va for _ in vb]), np.stack([x for _ in va for x in vb]), metric
-        )
-        out[index] = values[int(np.argmax(similarity.similarity_of(values, metric)))]
+        values = scoring.pairwise(np.stack([x for x in va for _ in vb]), np.stack([x for _ in va for x in vb]))
+        out[index] = values[scoring.best(values)]
     return out
 
 
 #: the pipeline settings that change an image's embedding (not its name, scoring, explainer...)
-def embedding_description(pipeline: Any) -> str:
+def embedding_description(pipeline: Pipeline) -> str:
     """See :meth:`facekit.Pipeline.embedding_description`."""
     return pipeline.embedding_description()
 
 
-def embedding_digest(pipeline: Any) -> str:
+def embedding_digest(pipeline: Pipeline) -> str:
     import hashlib
 
     return hashlib.sha256(embedding_description(pipeline).encode("utf-8")).hexdigest()[:16]
 
 
 def embed_images(
-    pipeline: Any, images: Sequence[str], cache: Optional[PathLike] = None, progress: Optional[bool] = None
+    pipeline: Pipeline, images: Sequence[str], cache: Optional[PathLike] = None, progress: Optional[bool] = None
 ) -> tuple[dict[str, list[np.ndarray]], dict[str, str], dict[str, Any]]:
     """Embed each image once: (vectors by path, failures by path, timing)."""
-    from facekit.cache import EmbeddingCache
-
     store = EmbeddingCache(cache, embedding_description(pipeline)) if cache is not None else None
     start = time.perf_counter()
     pipeline.warm_up()  # model loading is not per-image time
@@ -236,15 +236,13 @@ def embed_images(
 
 
 def score_pairs(
-    pair_files: Sequence[PairFile], pipeline: Any = None, *, cache: Optional[PathLike] = None,
+    pair_files: Sequence[PairFile], pipeline: Union[Pipeline, str, os.PathLike, None] = None, *, cache: Optional[PathLike] = None,
     progress: Optional[bool] = None,
 ) -> tuple[list[np.ndarray], dict[str, str], dict[str, Any]]:
     """Raw scores of every pair of each file (NaN where an image failed), embedding each image once.
 
     Returns (scores per file, failed images, timing).
     """
-    from facekit.pipeline import Pipeline
-
     built = Pipeline.load(pipeline)
     wanted = list(dict.fromkeys(path for f in pair_files for path in f.images))
     vectors, failures, timing = embed_images(built, wanted, cache=cache, progress=progress)
@@ -255,7 +253,7 @@ def score_pairs(
 def evaluate(
     pairs: Union[PathLike, PairFile],
     images: Optional[PathLike] = None,
-    pipeline: Any = None,
+    pipeline: Union[Pipeline, str, os.PathLike, None] = None,
     *,
     train_pairs: Union[PathLike, PairFile, None] = None,
     folds: int = 10,
@@ -272,8 +270,6 @@ def evaluate(
     reported on ``pairs``. ``pipeline`` is a :class:`~facekit.pipeline.Pipeline`, a
     bundled name or a YAML path (default: the bundled default pipeline).
     """
-    from facekit.pipeline import Pipeline
-
     built = Pipeline.load(pipeline)
     test = pairs if isinstance(pairs, PairFile) else read_pairs(pairs, images, limit=limit)
     train = None
@@ -304,13 +300,14 @@ def summarize(
     far_targets: Sequence[float] = DEFAULT_FAR_TARGETS,
     failed_images: Optional[dict[str, str]] = None,
     timing: Optional[dict[str, Any]] = None,
-    calibration: Any = None,
+    calibration: Optional[Calibration] = None,
 ) -> EvaluationReport:
     """Every figure of an :class:`EvaluationReport` from raw scores (NaN = no score)."""
+    scoring = metric_named(metric)
     labels = test.labels
     scores = np.asarray(scores, dtype=np.float64)
     scored = np.isfinite(scores)
-    sims = similarity.similarity_of(np.where(scored, scores, 0.0), metric)
+    sims = scoring.as_similarity(np.where(scored, scores, 0.0))
     if not (labels[scored].any() and (~labels[scored]).any()):
         raise ConfigError(
             f"{test.path}: fewer than one scored same-person and one scored different-person pair "
@@ -321,7 +318,7 @@ def summarize(
     if train is not None:
         train_scores = np.asarray(train_scores, dtype=np.float64)
         train_ok = np.isfinite(train_scores)
-        train_sims = similarity.similarity_of(np.where(train_ok, train_scores, 0.0), metric)
+        train_sims = scoring.as_similarity(np.where(train_ok, train_scores, 0.0))
         chosen, _ = best_threshold(train_sims[train_ok], train.labels[train_ok])
         accuracy = accuracy_at(sims, labels, chosen, scored)
         accuracy_std, fold_accuracies = None, []
@@ -340,10 +337,11 @@ def summarize(
         )
     best, best_acc = best_threshold(sims[scored], labels[scored])
     best_acc = best_acc * scored.sum() / len(scores)
-    pipeline_sim = similarity.similarity_of(np.array([pipeline_threshold]), metric)[0]
-    if metric == "euclidean":
-        # the pipeline decides `distance < threshold`; accuracy_at uses `similarity >= t`
-        pipeline_sim = np.nextafter(pipeline_sim, np.inf)
+    pipeline_sim = float(scoring.as_similarity(pipeline_threshold))
+    if not scoring.is_same(pipeline_threshold, pipeline_threshold):
+        # the pipeline rejects a score at its threshold (`distance < threshold`); accuracy_at accepts
+        # `similarity >= t`, so t moves just past the threshold's similarity
+        pipeline_sim = float(np.nextafter(pipeline_sim, np.inf))
     curve = roc(sims[scored], labels[scored])
     eer_rate, eer_at = eer(curve)
     report = EvaluationReport(
@@ -373,7 +371,6 @@ def summarize(
         notes=notes,
     )
     if calibration is not None:
-
         probs = np.array([calibration.probability(v) for v in scores[scored]])
         report.calibration = {
             "name": calibration.name,

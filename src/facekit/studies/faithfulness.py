@@ -17,7 +17,7 @@ Pure functions over an :class:`~facekit.components.Embedder` and an
 
 "Similarity" is always oriented so that higher means more alike: the negative distance
 for Euclidean embedders, the cosine similarity for cosine ones
-(:func:`facekit.scoring.similarity.similarity_of`). A *drop* is ``similarity(original) -
+(:meth:`facekit.scoring.metric.Metric.as_similarity`). A *drop* is ``similarity(original) -
 similarity(deleted)``: for the dlib model, how much the distance grew.
 """
 
@@ -28,9 +28,9 @@ from typing import Literal, Optional, Sequence
 
 import numpy as np
 
-from facekit.scoring import similarity
 from facekit.components import Embedder, Explainer
 from facekit.image import DeletionMode, baseline_image
+from facekit.scoring.metric import metric_named
 from facekit.types import AlignedFace
 
 
@@ -89,7 +89,8 @@ def similarities(embedder: Embedder, chips: np.ndarray, reference: np.ndarray) -
     """Similarity (higher = more alike) of each chip's embedding to ``reference``."""
     vectors = np.asarray(embedder.embed(np.asarray(chips)), dtype=np.float64)
     refs = np.broadcast_to(np.asarray(reference, dtype=np.float64), vectors.shape)
-    return similarity.similarity_of(similarity.pairwise_scores(vectors, refs, embedder.metric), embedder.metric)
+    metric = metric_named(embedder.metric)
+    return metric.as_similarity(metric.pairwise(vectors, refs))
 
 
 @dataclass
