@@ -66,7 +66,14 @@ class ImageFaces(NamedTuple):
 
 
 class Engine:
-    """Runs a pipeline's decode, detect and align steps over many images."""
+    """Runs a pipeline's decode, detect and align steps over many images.
+
+    A plugin offers an engine under its ``name`` through the hook ``register_engines``;
+    ``facekit embed --engine NAME -o FOLDER`` then builds it as
+    ``cls(pipeline, address=ADDRESS, progress=BOOL)`` (``address``: ``--ray-address``, None
+    when not given; ``progress``: whether to show progress), passes it to
+    :func:`facekit.collections.parquet.embed_to_parquet` and closes it afterwards.
+    """
 
     name = ""
 
@@ -253,7 +260,7 @@ def wants_pool(workers: int, images: int) -> bool:
 
 
 # ------------------------------------------------------------------ in the workers
-_worker_pipeline: Any = None
+_worker_pipeline: Optional["Pipeline"] = None
 _worker_error: Optional[BaseException] = None
 
 

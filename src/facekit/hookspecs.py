@@ -48,6 +48,13 @@ def register_indexes(register: Callable[[type], None]) -> None:
 
 
 @hookspec
+def register_engines(register: Callable[[type], None]) -> None:
+    """Register :class:`~facekit.engine.Engine` subclasses, by their ``name``: where the
+    per-image work runs (``facekit embed --engine NAME``). The command line builds one as
+    ``cls(pipeline, address=ADDRESS, progress=BOOL)``; see :class:`~facekit.engine.Engine`."""
+
+
+@hookspec
 def register_pipelines(register: Callable[[str, str], None]) -> None:
     """Register bundled pipelines: ``register(name, yaml_text)``."""
 

@@ -1,4 +1,4 @@
-"""Plugin loading and the component registry.
+"""Plugin loading and the registry of components, engines, pipelines and calibrations.
 
 Built-in plugins and third-party ones (entry-point group ``facekit``) go through the
 same hooks. ``FACEKIT_LOAD_PLUGINS`` (comma-separated names, possibly empty) limits
@@ -54,14 +54,16 @@ class PluginInfo:
     version: Optional[str]
     distribution: Optional[str]
     components: list[Registration] = field(default_factory=list)
+    engines: list[str] = field(default_factory=list)
     pipelines: list[str] = field(default_factory=list)
 
 
 class Registry:
-    """Every registered component and bundled pipeline, and who registered it."""
+    """Every registered component, engine, bundled pipeline and calibration, and who registered it."""
 
     def __init__(self) -> None:
         self.components: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
+        self.engines: dict[str, Registration] = {}  # kind "engine"; LOCAL_ENGINE is not among them
         self.pipelines: dict[str, tuple[str, str]] = {}  # name -> (yaml text, plugin)
         self.calibrations: dict[str, tuple[str, str]] = {}  # name -> (json path, plugin)
         self.plugins: dict[str, PluginInfo] = {}
@@ -85,6 +87,28 @@ class Registry:
         self.components[kind][name] = reg
         self.plugins[plugin].components.append(reg)
 
+    def add_engine(self, cls: type, plugin: str) -> None:
+        if not (isinstance(cls, type) and _is_engine_class(cls)):
+            raise PluginError(f"plugin {plugin!r} registered {cls!r} as an engine, but it is not a "
+                              "facekit.engine.Engine subclass")
+        name = getattr(cls, "name", "")
+        if not name:
+            raise PluginError(f"plugin {plugin!r} registered the engine {cls.__name__} without a `name`")
+        if name == LOCAL_ENGINE:
+            raise PluginError(
+                f"plugin {plugin!r} registered the engine {name!r} ({cls.__module__}.{cls.__qualname__}), but "
+                f"{LOCAL_ENGINE!r} is facekit's name for this machine's engines (chosen by `workers`); rename it"
+            )
+        taken = self.engines.get(name)
+        if taken is not None:
+            raise PluginError(
+                f"plugin {plugin!r} registered the engine {name!r}, but plugin {taken.plugin!r} "
+                f"already registered that name ({taken.cls.__module__}.{taken.cls.__qualname__}); "
+                "rename one of them or uninstall one plugin"
+            )
+        self.engines[name] = Registration("engine", name, cls, plugin)
+        self.plugins[plugin].engines.append(name)
+
     def add_pipeline(self, name: str, yaml_text: str, plugin: str) -> None:
         if name in self.pipelines:
             raise PluginError(
@@ -102,6 +126,33 @@ class Registry:
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
+
+    def engine_names(self) -> list[str]:
+        """``local`` first, then the engines plugins registered."""
+        return [LOCAL_ENGINE, *sorted(self.engines)]
+
+    def get_engine(self, name: str) -> Optional[type]:
+        """The engine class registered under ``name``; None for ``local`` (the pipeline's own
+        engines, as its ``workers`` setting picks them); a :class:`ConfigError` with the
+        choices, and for an engine of facekit's own plugins how to install it, if unknown."""
+        if name == LOCAL_ENGINE:
+            return None
+        registration = self.engines.get(name)
+        if registration is not None:
+            return registration.cls
+        plugin = BUNDLED_ENGINES.get(name)
+        broken = [f for f in self.failures if plugin is not None and f.name == plugin]
+        choices = ", ".join(self.engine_names())
+        if plugin is not None and not broken:
+            raise ConfigError(
+                f"unknown engine {name!r}: no installed plugin registers it - the {name!r} engine comes from "
+                f"the facekit-{plugin} plugin. Install it with {install_hint(plugin)}. "
+                f"`facekit plugins` lists what is loaded. Choices: {choices}."
+            )
+        message = unknown_name_message("engine", name, self.engine_names())
+        for failure in broken:
+            message += f" Plugin {failure.name!r} failed to load ({failure.error}); {failure.hint}."
+        raise ConfigError(message)
 
     def missing_for_pipeline(self, name: str) -> list[str]:
         """The components a bundled pipeline names that no loaded plugin registers (empty: it loads)."""
@@ -141,11 +192,25 @@ BUNDLED_PLUGIN_FOLDERS = {
     "dlib": "plugins/facekit-dlib",
     "torch": "plugins/facekit-torch",
     "mediapipe": "plugins/facekit-mediapipe",
+    "ray": "plugins/facekit-ray",
 }
+
+#: the engine name for this machine: the pipeline's own engines (one process, or a pool of
+#: worker processes, as its ``workers`` setting decides). No plugin may register it.
+LOCAL_ENGINE = "local"
+#: engines of facekit's own plugins, by name -> plugin, so a missing one says what to install
+BUNDLED_ENGINES = {"ray": "ray"}
+
+
+def _is_engine_class(cls: type) -> bool:
+    """Whether ``cls`` subclasses :class:`facekit.engine.Engine`. That module sits above this
+    one (an engine runs a pipeline, which needs the registry), so the base is recognised by
+    its module and name instead of being imported."""
+    return any(base.__module__ == "facekit.engine" and base.__qualname__ == "Engine" for base in cls.__mro__)
 
 
 def install_hint(namespace: str) -> str:
-    """How to install the plugin that registers the components named ``namespace.*``."""
+    """How to install the plugin ``facekit-NAMESPACE`` (the one whose components are named ``namespace.*``)."""
     folder = BUNDLED_PLUGIN_FOLDERS.get(namespace)
     if folder is not None:
         return (f"`pip install -e {folder}` from the root of a facekit checkout "
@@ -275,6 +340,7 @@ class PluginManager:
             (hook, (lambda kind: lambda plugin: lambda cls: registry.add_component(kind, cls, plugin))(kind))
             for kind, hook in _KIND_HOOKS.items()
         ]
+        hooks.append(("register_engines", lambda plugin: lambda cls: registry.add_engine(cls, plugin)))
         hooks.append(
             ("register_pipelines", lambda plugin: lambda name, text: registry.add_pipeline(name, text, plugin))
         )

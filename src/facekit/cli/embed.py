@@ -13,6 +13,7 @@ import numpy as np
 from facekit.cli import pipeline_option, workers_option
 from facekit.cli.common import expand_image_paths, handle_errors, load_pipeline
 from facekit.io import atomic_write, atomic_write_text
+from facekit.plugins import LOCAL_ENGINE, get_registry
 
 #: images handed to Pipeline.embed at a time, in embedder batches: only the vectors of
 #: finished chunks are kept, so memory stays flat however many images there are
@@ -28,11 +29,13 @@ POOL_CHUNK_FACTOR = 8
               help="output file: .npz (arrays `sources`, `vectors`, `boxes`, `face_indices`, `faces_found`) or .json; "
               "or a folder (any other name): facekit's Parquet layout, resumable")
 @pipeline_option
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="where the work runs: this machine (see --workers) or a Ray cluster (facekit-ray plugin; "
-              "Parquet folder output only)")
+@click.option("--engine", default=LOCAL_ENGINE, show_default=True, metavar="NAME",
+              help="where the work runs: 'local' (this machine, see --workers) or an engine a plugin registers, "
+              "such as 'ray' (a Ray cluster, from the facekit-ray plugin; `facekit plugins` lists them); "
+              "engines other than local write a Parquet folder")
 @click.option("--ray-address", default=None, metavar="ADDR",
-              help="the Ray cluster to join (HOST:6379 from `ray start --head`, or 'auto'); default: a local instance")
+              help="the Ray cluster to join (HOST:6379 from `ray start --head`, or 'auto'); default: a local instance. "
+              "Given to any --engine other than local as its `address`")
 @click.option("--path-column", default=None, metavar="NAME",
               help="with a .parquet or .csv file among PATHS: its column of image paths [default: path, source, file]")
 @click.option("--cache", type=click.Path(file_okay=False), default=None,
@@ -53,11 +56,12 @@ def embed_command(paths: tuple[str, ...], output: str, pipeline: str, engine: st
     "Running on a cluster" how-to); there PATHS may also be text files of paths (.txt) or
     .parquet/.csv files with a column of paths, and a rerun skips the images already written.
     """
-    if engine == "ray" or Path(output).suffix.lower() not in (".npz", ".json"):
+    engine_class = get_registry().get_engine(engine)  # None: local
+    if engine_class is not None or Path(output).suffix.lower() not in (".npz", ".json"):
         if cache is not None:
             raise click.UsageError("--cache is for .npz/.json output; an output folder resumes by itself "
                                    "(a rerun skips the images already written)")
-        _embed_to_folder(paths, output, pipeline, engine, ray_address, path_column, progress, workers)
+        _embed_to_folder(paths, output, pipeline, engine, engine_class, ray_address, path_column, progress, workers)
         return
     files = expand_image_paths(paths)
     built = load_pipeline(pipeline, workers)
@@ -111,25 +115,18 @@ def embed_command(paths: tuple[str, ...], output: str, pipeline: str, engine: st
         click.echo(f"skipped {error}" if error.startswith(source) else f"skipped {source}: {error}", err=True)
 
 
-def _embed_to_folder(paths: tuple[str, ...], output: str, pipeline: str, engine: str, ray_address: Optional[str],
-                     path_column: Optional[str], progress: bool, workers: Optional[int]) -> None:
-    """``embed -o FOLDER``: the Parquet layout of :mod:`facekit.collections.parquet`, here or on a Ray cluster."""
+def _embed_to_folder(paths: tuple[str, ...], output: str, pipeline: str, engine: str, engine_class: Optional[type],
+                     address: Optional[str], path_column: Optional[str], progress: bool, workers: Optional[int]) -> None:
+    """``embed -o FOLDER``: the Parquet layout of :mod:`facekit.collections.parquet`, on this machine
+    (``engine_class`` None) or on the engine a plugin registered (a Ray cluster, say)."""
     from facekit.collections.parquet import embed_to_parquet, input_paths
 
     if Path(output).suffix.lower() in (".npz", ".json"):
-        raise click.UsageError(f"--engine ray writes a Parquet folder, not {output!r}; name a folder with -o")
+        raise click.UsageError(f"--engine {engine} writes a Parquet folder, not {output!r}; name a folder with -o")
     files = input_paths(paths, column=path_column)
     built = load_pipeline(pipeline, workers)
-    runner = None
-    if engine == "ray":
-        from facekit.errors import DependencyError
-
-        try:
-            from facekit_ray import RayEngine
-        except ImportError as exc:
-            raise DependencyError(f"--engine ray needs the facekit-ray plugin ({exc}); install it with "
-                                  "`pip install -e plugins/facekit-ray` from a facekit checkout") from None
-        runner = RayEngine(built, ray_address, progress=progress)
+    # the constructor contract of a registered engine: see facekit.engine.Engine
+    runner = engine_class(built, address=address, progress=progress) if engine_class is not None else None
     try:
         report = embed_to_parquet(built, files, output, engine=runner, progress=progress)
     finally:

@@ -17,7 +17,7 @@ from facekit.errors import ConfigError
 @click.option("--json", "as_json", is_flag=True, help="print as JSON")
 @handle_errors
 def plugins_command(as_json: bool) -> None:
-    """List installed plugins, their versions and what each registered."""
+    """List installed plugins, their versions and what each registered (components, engines, pipelines)."""
     from facekit.plugins import get_registry
 
     registry = get_registry()
@@ -27,6 +27,7 @@ def plugins_command(as_json: bool) -> None:
             "version": info.version,
             "distribution": info.distribution,
             "components": [{"kind": r.kind, "name": r.name} for r in _by_kind_then_name(info.components)],
+            "engines": sorted(info.engines),
             "pipelines": sorted(info.pipelines),
         }
         for info in sorted(registry.plugins.values(), key=lambda info: info.name)
@@ -39,6 +40,8 @@ def plugins_command(as_json: bool) -> None:
         click.echo(f"{info['name']} {info['version'] or ''}".rstrip())
         for comp in info["components"]:
             click.echo(f"  {comp['kind']:<11} {comp['name']}")
+        for name in info["engines"]:
+            click.echo(f"  {'engine':<11} {name}")
         for name in info["pipelines"]:
             click.echo(f"  {'pipeline':<11} {name}")
     for failure in failures:
