@@ -12,8 +12,9 @@ import click
 
 from facekit.cli import workers_option
 from facekit.cli.common import expand_image_paths, handle_errors
-from facekit.errors import FacekitError, ImageError, NoFaceError
+from facekit.collections.gallery import DEFAULT_TEMPLATE_RULE, Gallery
 from facekit.collections.video import VIDEO_SUFFIXES
+from facekit.errors import FacekitError, ImageError, NoFaceError
 
 #: file suffix -> "module:function" that identifies people in such a file: ``function(gallery, path, k)``
 #: returns the JSON-ready dict of one input (``{"input": ..., "faces": [...]}`` plus whatever it adds).
@@ -21,9 +22,7 @@ from facekit.collections.video import VIDEO_SUFFIXES
 INPUT_HANDLERS: dict[str, str] = {suffix: "facekit.collections.video:identify_video" for suffix in VIDEO_SUFFIXES}
 
 
-def _open(path: str, pipeline: Optional[str] = None) -> Any:
-    from facekit.collections.gallery import Gallery
-
+def _open(path: str, pipeline: Optional[str] = None) -> Gallery:
     return Gallery.open(path, pipeline)
 
 
@@ -52,7 +51,7 @@ def _skipped(where: str, message: str) -> None:
     click.echo(f"skipped: {message}" if where in message else f"skipped {where}: {message}", err=True)
 
 
-def _handler_for(path: str) -> Callable[[Any, str, int], dict[str, Any]]:
+def _handler_for(path: str) -> Callable[[Gallery, str, int], dict[str, Any]]:
     """The INPUT_HANDLERS function for a file that is not a photo (a video)."""
     module_name, attr = INPUT_HANDLERS[Path(path).suffix.lower()].split(":")
     return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
@@ -93,7 +92,6 @@ def create_command(gallery: str, pipeline: str, index_name: str, index_params: t
     import yaml
 
     from facekit.errors import ConfigError
-    from facekit.collections.gallery import DEFAULT_TEMPLATE_RULE, Gallery
 
     params = {}
     for item in index_params:
