@@ -109,7 +109,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     from facekit import Pipeline
-    from facekit.studies.populations import compare_groups
+    from facekit.studies.lookalikes import compare_groups
 
     notes: list[str] = []
     photos = photos_of(args.faces)

@@ -3,7 +3,7 @@
 Embeds the 389 photos of LFW's 47 East Asian people (``eastasian-lfw``) with the default
 pipeline's detector and aligner and dlib's descriptor averaged with its mirror image's
 (the ``adapted`` embedder, ``flip: true``), then fits, with
-:func:`facekit.studies.populations.fit_population_profile`:
+:func:`facekit.studies.profiles.fit_population_profile`:
 
 * a back-end removing the one direction along which photos of the same East Asian person
   vary most (NAP, fitted on all 47 people);
@@ -68,7 +68,7 @@ def eastasian_photos(faces: Path):  # type: ignore[no-untyped-def]
 
 def choose_target_fmr(x: np.ndarray, ids: list, metric: str) -> float:  # type: ignore[type-arg]
     """The largest grid target whose cross-validated false-match rate is at most MAX_CV_FMR."""
-    from facekit.studies.populations import fit_population_profile
+    from facekit.studies.profiles import fit_population_profile
 
     best = TARGET_GRID[0]
     for target in TARGET_GRID:
@@ -83,7 +83,7 @@ def choose_target_fmr(x: np.ndarray, ids: list, metric: str) -> float:  # type: 
 def fit(faces: Path, cache: Path | None = None):  # type: ignore[no-untyped-def]
     """(calibration, cross-validation, photos, failures) for the photos under ``faces``."""
     from facekit.studies.evaluation import embed_images, embedding_digest
-    from facekit.studies.populations import fit_population_profile
+    from facekit.studies.profiles import fit_population_profile
 
     pipeline = input_pipeline()
     photos, countries = eastasian_photos(faces)

@@ -262,7 +262,9 @@ class Gallery:
     def audit(self) -> np.ndarray:
         import tempfile
 
-        from facekit.studies.populations import IdentitySet, audit, audit_figure
+        from facekit.pictures.audit import audit_figure
+        from facekit.studies.audit import audit
+        from facekit.studies.populations import IdentitySet
 
         populations = [IdentitySet.from_folder(self.faces / "eastasian-lfw", "east-asian"),
                        IdentitySet.from_folder(self.faces / "lfw-dev" / "images", "lfw-dev")]

@@ -134,3 +134,13 @@ def test_the_terminal_and_the_card_word_the_rule_alike(metric: str, score: float
     assert f"{m.score_name}" in table and f"{score:.4f}  ({rule})" in table
     assert score_lines(Explanation(comparison, (None, None), "test"))[0] == f"{m.score_name} {score:.3f}  ({rule})"  # type: ignore[arg-type]
     assert comparison.to_dict()["score_kind"] == m.kind
+
+
+def test_matrix_and_as_distance_agree_with_pairwise() -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(6, 5))
+    for metric in (EUCLIDEAN, COSINE):
+        full = metric.matrix(vectors)
+        i, j = np.triu_indices(6, 1)
+        np.testing.assert_allclose(full[i, j], metric.pairwise(vectors[i], vectors[j]), atol=1e-9)
+    assert EUCLIDEAN.as_distance(0.4) == 0.4 and COSINE.as_distance(0.75) == 0.25

@@ -1,7 +1,7 @@
 """Embedding back-ends: what is done to a model's descriptors before they are compared.
 
 Two measured ways of making a face model's scores serve a population better live here
-(see :mod:`facekit.studies.populations` for how they were chosen):
+(see :mod:`facekit.studies.profiles` for how they were chosen):
 
 * **test-time flip averaging**: embed each chip and its mirror image and average the two
   descriptors. Fits nothing, so it cannot overfit a population; it steadies each

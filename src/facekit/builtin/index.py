@@ -34,11 +34,6 @@ def top_k(scores: np.ndarray, k: int, higher_is_better: bool) -> tuple[np.ndarra
     return np.take_along_axis(scores, ids, axis=1), ids.astype(np.int64)
 
 
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to length 1 (zero rows stay zero), as float32."""
-    return COSINE.prepare(vectors)
-
-
 class ExactIndex(SearchIndex):
     """Exact search: every query against every stored vector, with numpy, in batches."""
 

@@ -48,24 +48,12 @@ MAX_FACES = 20_000
 
 
 # ------------------------------------------------------------------------------ algorithm
-def score_matrix(vectors: np.ndarray, metric: Union[str, Metric]) -> np.ndarray:
-    """Every pair's score in ``metric`` of ``(N, D)`` vectors, an (N, N) float64 matrix: distances
-    (by the Gram matrix, N^2 memory rather than N^2 D) or cosine similarities."""
-    # TODO(metric.py): an all-pairs Metric.matrix would let this live with the metric
-    metric = metric_named(metric)
-    x = metric.prepare(vectors, np.float64)  # unit rows for cosine
-    gram = x @ x.T
-    if metric.higher_is_more_similar:
-        return gram
-    squared = np.sum(x * x, axis=1)
-    return np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2.0 * gram, 0.0))
-
-
 def dissimilarities(vectors: np.ndarray, metric: Union[str, Metric]) -> np.ndarray:
     """All pairwise dissimilarities (lower = more alike) of ``(N, D)`` vectors, as float32:
     the metric's scores turned so that lower is more alike (distances as they are, cosine
     similarities negated)."""
-    return (-metric_named(metric).as_similarity(score_matrix(vectors, metric))).astype(np.float32)
+    scoring = metric_named(metric)
+    return (-scoring.as_similarity(scoring.matrix(vectors))).astype(np.float32)
 
 
 def linkage_merges(dissimilarity: np.ndarray, linkage: str = "average") -> list[tuple[int, int, float]]:

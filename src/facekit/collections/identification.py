@@ -70,18 +70,12 @@ class Candidate:
         }
 
 
-def _as_distance(metric: Metric, score: float) -> float:
-    """A score as a distance from a perfect match: the distance itself, or 1 - similarity."""
-    # TODO(metric.py): Metric has no "distance from a perfect match"; ask for one there
-    return score if not metric.higher_is_more_similar else 1.0 - score
-
-
 def distance_ratio(best: Candidate, second: Optional[Candidate] = None) -> float:
     """The best person's distance over the second's (1 - similarity for cosine); 0 without a second."""
     if second is None:
         return 0.0
-    return _as_distance(metric_named(best.metric), best.score) / max(
-        _as_distance(metric_named(second.metric), second.score), 1e-12)
+    return metric_named(best.metric).as_distance(best.score) / max(
+        metric_named(second.metric).as_distance(second.score), 1e-12)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,16 @@ class Metric:
         """The score of two vectors."""
         return float(self.pairwise(np.asarray(a)[None], np.asarray(b)[None])[0])
 
+    def matrix(self, vectors: Any) -> np.ndarray:
+        """Every pair's score of (N, D) ``vectors``, an (N, N) float64 matrix. Distances come
+        from the Gram matrix (N^2 memory, not N^2 D); similarities from unit rows."""
+        x = self.prepare(vectors, np.float64)
+        gram = x @ x.T
+        if self.higher_is_more_similar:
+            return gram
+        squared = np.sum(x * x, axis=1)
+        return np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2.0 * gram, 0.0))
+
     def prepare(self, vectors: Any, dtype: Any = np.float32) -> np.ndarray:
         """Vectors as an index or a mean should hold them: unit length for cosine (zero rows
         stay zero), as they are for euclidean (values of ``dtype``)."""
@@ -89,6 +99,11 @@ class Metric:
     def from_similarity(self, values: Any) -> np.ndarray:
         """The inverse of :meth:`as_similarity`: back into this metric's own scores."""
         return self.as_similarity(values)  # negation is its own inverse
+
+    def as_distance(self, score: float) -> float:
+        """A score as a distance from a perfect match (0): the distance itself, or 1 - similarity.
+        For ratios of scores, such as a gallery's best match over the second best."""
+        return float(1.0 - score if self.higher_is_more_similar else score)
 
     def best(self, scores: Any) -> int:
         """The index of the most alike score."""
