@@ -93,9 +93,14 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/bench_gallery.json")
     args = parser.parse_args()
 
-    from facekit.scoring import similarity
-    from facekit.collections.gallery import DEFAULT_MAX_RATIO, TEMPLATE_RULES, Gallery, distance_ratio
+    from facekit.collections.gallery import (
+        DEFAULT_MAX_RATIO,
+        TEMPLATE_RULES,
+        Gallery,
+        distance_ratio,
+    )
     from facekit.pipeline import Pipeline
+    from facekit.scoring.metric import metric_named
     from facekit.types import Embedding
 
     data = np.load(args.embeddings)
@@ -105,7 +110,7 @@ def main() -> None:
     if pipeline.embedder.model_name != model:
         raise SystemExit(f"{args.embeddings} holds {model!r} embeddings; pipeline {args.pipeline!r} makes "
                          f"{pipeline.embedder.model_name!r} ones: pass the right -p")
-    threshold_sim = float(similarity.similarity_of(np.array([pipeline.threshold]), metric)[0])
+    threshold_sim = float(metric_named(metric).as_similarity(pipeline.threshold))
     report: dict = {"load": os.getloadavg(), "model": model, "metric": metric,
                     "pipeline_threshold": pipeline.threshold, "protocols": []}
     for enrol, seed in [(e, s) for e in args.enrol for s in args.seeds]:
@@ -144,7 +149,7 @@ def main() -> None:
                 start = time.perf_counter()
                 ranked = gallery.match(vectors[probe_ids], k=2, rule=rule)
                 match_s = time.perf_counter() - start
-                best = similarity.similarity_of(np.array([r[0].score for r in ranked]), metric)
+                best = metric_named(metric).as_similarity([r[0].score for r in ranked])
                 passes = best >= threshold_sim
                 ratios = np.array([distance_ratio(*r[:2]) for r in ranked])
                 correct = np.array([r[0].person == t for r, t in zip(ranked, truth)])

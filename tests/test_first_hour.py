@@ -21,9 +21,10 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from facekit.scoring import similarity
 from facekit.cli import main
 from facekit.errors import ConfigError
+from facekit.scoring import similarity
+from facekit.scoring.metric import COSINE, metric_named
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,9 +101,9 @@ def test_percentage_never_contradicts_the_verdict(metric_threshold: tuple[str, f
     for score in scores:
         value = similarity.percentage(score, metric, threshold)
         assert 0.0 <= value <= 100.0
-        assert (value >= 90.0) == similarity.is_same(score, metric, threshold), (metric, threshold, score, value)
+        assert (value >= 90.0) == metric_named(metric).is_same(score, threshold), (metric, threshold, score, value)
     # monotonic: the more similar score never gets the lower percentage
-    a, b = sorted(scores, key=lambda s: similarity.similarity_of(np.array([s]), metric)[0])
+    a, b = sorted(scores, key=lambda s: metric_named(metric).as_similarity(s))
     assert similarity.percentage(a, metric, threshold) <= similarity.percentage(b, metric, threshold)
 
 
@@ -119,7 +120,7 @@ def test_face01_formula_where_the_threshold_is_face01s(cos: float) -> None:
 
 def test_the_reported_case_a_cosine_plugin_with_threshold_0_7() -> None:
     # issue 17: "different people" printed next to 94.25 % before the threshold was used
-    assert not similarity.is_same(0.6, "cosine", 0.7)
+    assert not COSINE.is_same(0.6, 0.7)
     assert similarity.percentage(0.6, "cosine", 0.7) < 90.0 < similarity.face01_percentage(0.6)
 
 

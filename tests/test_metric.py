@@ -28,8 +28,8 @@ def test_names_give_their_metric_and_a_metric_gives_itself() -> None:
 def test_unknown_names_are_a_config_error_that_lists_the_known_ones(name: object) -> None:
     with pytest.raises(ConfigError, match="euclidean, cosine"):
         metric_named(name)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):  # what the string-taking functions raised before
-        similarity.pairwise_scores(np.zeros((1, 2)), np.zeros((1, 2)), name)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):  # a ConfigError is a ValueError, as the percentage raised before
+        similarity.percentage(0.5, name, 0.5)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- scores
@@ -74,17 +74,11 @@ def test_similarity_orders_most_alike_first_and_goes_back(metric: Metric) -> Non
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_the_name_taking_functions_agree_with_the_metric(metric: str) -> None:
+def test_the_percentage_never_contradicts_the_decision(metric: str) -> None:
     rng = np.random.default_rng(1)
-    a, b = rng.normal(size=(20, 8)), rng.normal(size=(20, 8))
     m = metric_named(metric)
-    scores = similarity.pairwise_scores(a, b, metric)
-    np.testing.assert_array_equal(scores, m.pairwise(a, b))
-    np.testing.assert_array_equal(similarity.similarity_of(scores, metric), m.as_similarity(scores))
-    assert similarity.score(a[0], b[0], metric) == m.score(a[0], b[0])
-    assert similarity.higher_is_more_similar(metric) is m.higher_is_more_similar
+    scores = m.pairwise(rng.normal(size=(20, 8)), rng.normal(size=(20, 8)))
     threshold = float(np.median(scores))
-    assert [similarity.is_same(s, metric, threshold) for s in scores] == list(m.same_mask(scores, threshold))
     assert [similarity.percentage(s, metric, threshold) >= 90.0 for s in scores] == list(m.same_mask(scores, threshold))
 
 

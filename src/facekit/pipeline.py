@@ -68,6 +68,7 @@ from facekit.plugins import (
 )
 from facekit.scoring import similarity
 from facekit.scoring.calibration import Calibration, load_calibration
+from facekit.scoring.metric import metric_named
 from facekit.types import (
     AggregateResult,
     AlignedFace,
@@ -500,14 +501,12 @@ class Pipeline:
         """
         emb_a = self._embeddings_of(a)
         emb_b = self._embeddings_of(b)
-        metric = self.embedder.metric
+        metric = metric_named(self.embedder.metric)
         pairs = [(ea, eb) for ea in emb_a for eb in emb_b]
         for ea, eb in pairs:
             self._check_compatible(ea, eb)
-        values = similarity.pairwise_scores(
-            np.stack([ea.vector for ea, _ in pairs]), np.stack([eb.vector for _, eb in pairs]), metric
-        )
-        best_index = int(np.argmax(similarity.similarity_of(values, metric)))
+        values = metric.pairwise(np.stack([ea.vector for ea, _ in pairs]), np.stack([eb.vector for _, eb in pairs]))
+        best_index = metric.best(values)
         best = (float(values[best_index]), *pairs[best_index])
         return self.comparison_from_score(best[0], faces=(best[1].face, best[2].face))
 
@@ -526,7 +525,7 @@ class Pipeline:
             score=float(value),
             metric=metric,
             threshold=threshold,
-            same=similarity.is_same(value, metric, threshold),
+            same=metric_named(metric).is_same(value, threshold),
             percentage=similarity.percentage(value, metric, threshold),
             model=self.embedder.model_name,
             probability=probability,

@@ -1,9 +1,7 @@
-"""FACE01's percentage, and the scores and decisions of a metric given by its name.
+"""FACE01's percentage: a score on the scale people read, where 90 % is the threshold.
 
 What a metric's scores mean (a distance or a similarity, the decision rule, the words
-for it) lives in :mod:`facekit.scoring.metric`; the functions here that take a metric's
-name (:func:`score`, :func:`pairwise_scores`, :func:`is_same`, :func:`similarity_of`,
-:func:`higher_is_more_similar`) ask its :class:`~facekit.scoring.metric.Metric`.
+for it) lives in :mod:`facekit.scoring.metric`.
 
 The *percentage* shown to people is FACE01's mapping of a cosine similarity,
 ``round(-23.71 c^2 + 49.98 c + 73.69, 2)``: monotonic on [-1, 1], 90 % at c = 0.4036,
@@ -67,32 +65,6 @@ def percentage(score: float, metric: "str | Metric", threshold: float) -> float:
 
 # The functions below take a metric's name; each is its :class:`~facekit.scoring.metric.Metric`'s
 # method of the same meaning (one source of truth), for code that holds only the name.
-
-
-def score(a: np.ndarray, b: np.ndarray, metric: "str | Metric") -> float:
-    """Distance (euclidean) or similarity (cosine) between two vectors: :meth:`Metric.score`."""
-    return metric_named(metric).score(a, b)
-
-
-def pairwise_scores(a: np.ndarray, b: np.ndarray, metric: "str | Metric") -> np.ndarray:
-    """Row-wise scores between two (N, D) arrays: :meth:`Metric.pairwise`."""
-    return metric_named(metric).pairwise(a, b)
-
-
-def is_same(score_value: float, metric: "str | Metric", threshold: float) -> bool:
-    """The decision, distance below or similarity at or above the threshold: :meth:`Metric.is_same`."""
-    return metric_named(metric).is_same(score_value, threshold)
-
-
-def higher_is_more_similar(metric: "str | Metric") -> bool:
-    """True for a similarity, False for a distance: :attr:`Metric.higher_is_more_similar`."""
-    return metric_named(metric).higher_is_more_similar
-
-
-def similarity_of(scores: np.ndarray, metric: "str | Metric") -> np.ndarray:
-    """Scores turned so that higher always means more similar (negated distances):
-    :meth:`Metric.as_similarity`."""
-    return metric_named(metric).as_similarity(scores)
 
 
 def bounded_percent(fraction: float, decimals: int = 1) -> str:
