@@ -56,7 +56,7 @@ def audit_figure(report: "AuditReport", path: PathLike, title: Optional[str] = N
     ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
     profile = f", profile {report.profile}" if report.profile else ""
     ax.set_title(title or f"{report.pipeline} pipeline{profile}: error rates at its threshold "
-                 f"(same person if score {metric.same_if} {report.threshold:g})", fontsize=11)
+                 f"(same person if {metric.rule(report.threshold)})", fontsize=11)
     scored = [p.scores for p in pops if len(p.scores)]
     lo = min(float(np.quantile(s, 0.0005)) for s in scored) if scored else 0.0
     hi = max(float(np.quantile(s, 0.9995)) for s in scored) if scored else 1.0

@@ -144,12 +144,13 @@ class EvaluationReport:
     def summary(self) -> str:
         """A few lines for a terminal."""
         labels = self.labels
-        op = metric_named(self.metric).same_if
+        metric = metric_named(self.metric)
+        op = metric.same_if
         std = f" ± {self.accuracy_std:.2%}" if self.accuracy_std is not None else ""
         rows = [
             ("pairs", f"{len(self.pairs)} ({int(labels.sum())} same, {int((~labels).sum())} different), "
                       f"{self.failed_pairs} without a score (counted wrong)"),
-            ("accuracy", f"{self.accuracy:.2%}{std}  ({self.protocol}; same if {self.metric} {op} "
+            ("accuracy", f"{self.accuracy:.2%}{std}  ({self.protocol}; same if {metric.score_name} {op} "
                          f"{self.threshold:.4f})"),
             ("at pipeline threshold", f"{self.accuracy_at_pipeline_threshold:.2%}  ({op} {self.pipeline_threshold:g})"),
             ("best threshold", f"{self.best_threshold:.4f}  ({self.best_threshold_accuracy:.2%} on these pairs)"),

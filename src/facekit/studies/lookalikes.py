@@ -79,8 +79,8 @@ class GroupComparison:
         ra, rb = self.own_same_rates
         ca, cb = self.closer_to_own
         return "\n".join([
-            f"{a} ({d['photos'][0]} photos) vs {b} ({d['photos'][1]} photos); same person if score {self._metric.same_if} "
-            f"{self.threshold:g}" + (f" (profile {self.profile})" if self.profile else ""),
+            f"{a} ({d['photos'][0]} photos) vs {b} ({d['photos'][1]} photos); same person if "
+            f"{self._metric.rule(self.threshold)}" + (f" (profile {self.profile})" if self.profile else ""),
             f"  photo pairs of {a} and {b} judged the same person: {self.cross_same} of {d['cross_pairs']} "
             f"(median score {d['median_score']['cross']:.3f})",
             f"  {a}'s own pairs judged the same: {ra:.0%} (median {d['median_score']['own ' + a]:.3f}); "
