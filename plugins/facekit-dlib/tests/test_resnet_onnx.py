@@ -15,8 +15,8 @@ from facekit import Pipeline, load_image
 from facekit.dlib_model.reader import ConvRecord, default_model_path, read_dlib_resnet_file
 from facekit.testing import EmbedderContract, modules_imported_by
 
-from facekit_dlib.embedders import DlibResnetEmbedder, DlibResnetOnnxEmbedder
-from facekit_dlib.onnx_resnet import INPUT_NAME, OUTPUT_NAME, build_onnx_model
+from facekit_dlib.resnet import DlibResnetEmbedder, DlibResnetOnnxEmbedder
+from facekit_dlib.resnet_onnx import INPUT_NAME, OUTPUT_NAME, build_onnx_model
 
 EXAMPLES = "face_recognition_examples/examples"
 TEST_IMAGES = "face_recognition_examples/tests/test_images"
@@ -53,7 +53,7 @@ class TestOnnxResnetContract(EmbedderContract):
 
 
 def test_construction_and_import_load_nothing_heavy() -> None:
-    code = "import facekit_dlib.embedders as e; e.DlibResnetOnnxEmbedder(num_threads=1)"
+    code = "import facekit_dlib.resnet as e; e.DlibResnetOnnxEmbedder(num_threads=1)"
     loaded = modules_imported_by(code)
     assert not {"onnxruntime", "torch", "dlib", "onnx"} & loaded
 
@@ -68,10 +68,10 @@ def test_same_descriptors_as_dlib(real_chips: np.ndarray, onnx_resnet: DlibResne
 
 
 def test_same_descriptors_as_the_torch_port(real_chips: np.ndarray, onnx_resnet: DlibResnetOnnxEmbedder) -> None:
-    torch_embedders = pytest.importorskip("facekit_torch.embedders")
-    by_torch = torch_embedders.DlibResnetTorchEmbedder(device="cpu").embed(real_chips)
+    torch_dlib_resnet = pytest.importorskip("facekit_torch.dlib_resnet")
+    by_torch = torch_dlib_resnet.DlibResnetTorchEmbedder(device="cpu").embed(real_chips)
     np.testing.assert_allclose(onnx_resnet.embed(real_chips), by_torch, atol=TOLERANCE, rtol=0)
-    assert onnx_resnet.model_name == torch_embedders.DlibResnetTorchEmbedder().model_name
+    assert onnx_resnet.model_name == torch_dlib_resnet.DlibResnetTorchEmbedder().model_name
 
 
 @pytest.mark.parametrize("settings", [{"optimization": "disabled", "num_threads": 1}, {"optimization": "basic", "num_threads": 2}])
@@ -136,7 +136,7 @@ def test_gradcam_explains_through_the_torch_port(faces_dir: Path) -> None:
 def test_explaining_without_facekit_torch_says_what_to_install() -> None:
     code = (
         "from facekit.errors import DependencyError\n"
-        "from facekit_dlib.embedders import DlibResnetOnnxEmbedder\n"
+        "from facekit_dlib.resnet import DlibResnetOnnxEmbedder\n"
         "try:\n    DlibResnetOnnxEmbedder().torch_model()\n"
         "except DependencyError as exc:\n    print('ERROR', exc)\n"
     )

@@ -6,7 +6,7 @@ person when their Euclidean distance is below 0.6. ``dlib.resnet`` runs it in dl
 ``dlib.resnet_onnx`` runs the same weights as an ONNX graph in ONNX Runtime (batched, much
 faster on a CPU, no torch), and the ``torch.dlib_resnet`` embedder of facekit-torch in
 PyTorch. All three give the same numbers to about 1e-6 under one model name, so their
-descriptors compare with each other.
+descriptors compare with each other. The ONNX graph is built by :mod:`facekit_dlib.resnet_onnx`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class DlibResnetEmbedder(DlibDescriptorEmbedder):
 def _build(path: Any) -> bytes:
     """The ONNX graph of dlib's face ResNet in the ``.dat`` file at ``path``."""
     from facekit.dlib_model.reader import DlibModelFormatError, read_dlib_resnet_file
-    from facekit_dlib.onnx_resnet import build_onnx_model
+    from facekit_dlib.resnet_onnx import build_onnx_model
 
     try:
         return build_onnx_model(read_dlib_resnet_file(path))
@@ -98,7 +98,7 @@ class DlibResnetOnnxEmbedder(DlibDescriptorEmbedder):
 
     def _load(self) -> Any:
         from facekit_dlib._cache import cached, forget
-        from facekit_dlib.onnx_resnet import GRAPH_VERSION, make_session
+        from facekit_dlib.resnet_onnx import GRAPH_VERSION, make_session
 
         path = model_path(FACE_RESNET)  # checked against the published SHA-256 ...
         sha256 = MODEL_FILES[FACE_RESNET][1]  # ... so that is the cached graph's key
@@ -118,7 +118,7 @@ class DlibResnetOnnxEmbedder(DlibDescriptorEmbedder):
         self._session.get()
 
     def embed_batch(self, batch: np.ndarray) -> np.ndarray:
-        from facekit_dlib.onnx_resnet import INPUT_NAME
+        from facekit_dlib.resnet_onnx import INPUT_NAME
 
         session = self._session.get()
         out = []
