@@ -14,10 +14,10 @@ import pytest
 import torch
 
 try:
-    from facekit_torch import dlib_resnet
+    from facekit_torch.dlib_resnet import network as dlib_resnet
 except ImportError:  # plugin not installed: use the source tree next to this test
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from facekit_torch import dlib_resnet
+    from facekit_torch.dlib_resnet import network as dlib_resnet
 
 N_CHIPS = 10
 MAX_ABS_DIFF = 1e-4

@@ -109,9 +109,10 @@ def test_onnx_and_checkpoint_give_the_same_embeddings(files: dict[str, Path], ch
     diff = float(np.abs(from_pt - from_onnx).max())
     print(f"max abs difference .pt vs {files[onnx_file].name}: {diff:.2e}")
     assert diff < MAX_ABS_DIFF
-    assert runner.format == "onnx" and runner.torch_model() is None
+    assert runner.format == "onnx" and runner.torch_model() is None and not runner.gives_gradients()
     if onnx_file == "fixed":
-        assert runner._onnx is not None and runner._onnx.fixed_batch == 1
+        onnx = runner._model.get().onnx
+        assert onnx is not None and onnx.fixed_batch == 1
 
 
 def test_model_name_ties_a_checkpoint_to_its_onnx_export(files: dict[str, Path]) -> None:
@@ -120,6 +121,7 @@ def test_model_name_ties_a_checkpoint_to_its_onnx_export(files: dict[str, Path])
 
 def test_torch_model_exposes_the_articles_gradcam_layer(files: dict[str, Path], chips: np.ndarray) -> None:
     embedder = _embedder(files["pt"])
+    assert embedder.gives_gradients()
     tm = embedder.torch_model()
     assert tm is not None
     assert tm.target_layer is tm.module.trunk.blocks[-1]

@@ -1,4 +1,4 @@
-"""facekit-torch: face embedders that run in PyTorch.
+"""facekit-torch: face embedders that run in PyTorch, an explainer that needs them, and training.
 
 Registered components (see ``facekit list embedder``):
 
@@ -7,11 +7,26 @@ Registered components (see ``facekit list embedder``):
   gradient-based explainers through ``torch_model()``.
 * embedder ``efficientnetv2_arcface``: FACE01's EfficientNetV2 + ArcFace model family
   (timm backbone, 512-D, cosine), weights from an article-format ``.pt`` or an ONNX file.
+* explainer ``gradcam``: Grad-CAM-family heatmaps for any embedder with a PyTorch network.
 
-Command: ``facekit train`` trains that embedder (:mod:`facekit_torch.training`).
+Command: ``facekit train`` trains the EfficientNetV2 embedder (:mod:`facekit_torch.training`).
+
+Layout: one module (or package) per model, each holding that model's network and its component:
+
+* :mod:`facekit_torch.dlib_resnet`: the ``torch.dlib_resnet`` embedder and the checks of its
+  weights file; its torch network (the port, and the fast inference copy) is
+  :mod:`facekit_torch.dlib_resnet.network`.
+* :mod:`facekit_torch.efficientnet`: the EfficientNetV2 + ArcFace network, its weight files
+  (.pt, ONNX; writing both) and the ``efficientnetv2_arcface`` embedder.
+* :mod:`facekit_torch.gradcam`: the ``gradcam`` explainer and the weight-randomisation check.
+* :mod:`facekit_torch.training`: training the EfficientNetV2 embedder (a package, one job a module).
+* :mod:`facekit_torch.cli`: the ``facekit train`` command (click only).
+* :mod:`facekit_torch._torch`: the one place that imports torch for a component and turns a
+  ``device`` setting into a torch device (one error message for each problem).
 
 Importing this package does not import torch; that happens when a component is first
-used. Each component kind has one hook below: add new classes to the matching hook.
+used (models load once, on first use, through :class:`facekit.components.Lazy`). Each
+component kind has one hook below: add new classes to the matching hook.
 """
 
 from __future__ import annotations
@@ -24,7 +39,7 @@ __version__ = "0.1.0"
 @hookimpl
 def register_embedders(register):  # type: ignore[no-untyped-def]
     from facekit_torch.efficientnet import EfficientNetV2ArcFaceEmbedder
-    from facekit_torch.embedders import DlibResnetTorchEmbedder
+    from facekit_torch.dlib_resnet import DlibResnetTorchEmbedder
 
     register(DlibResnetTorchEmbedder)
     register(EfficientNetV2ArcFaceEmbedder)

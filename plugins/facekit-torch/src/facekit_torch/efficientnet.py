@@ -33,22 +33,24 @@ This module imports torch, timm and onnxruntime only when a network is built or 
 from __future__ import annotations
 
 import re
-import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, get_args
+from typing import TYPE_CHECKING, Any, Literal, Mapping, NamedTuple, Optional, get_args
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from facekit.components import Embedder, Params, TorchModel
+from facekit.components import Embedder, Lazy, Params, TorchModel, check_chips
 from facekit.errors import ConfigError, DependencyError, ModelFileError
+from facekit_torch._torch import choose_device, import_torch
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 NAME = "efficientnetv2_arcface"
+#: how error messages name this module's user of torch
+WHO = f"the {NAME} embedder"
 
 #: timm EfficientNetV2 variants this embedder builds (all with pretrained=False)
 Variant = Literal[
@@ -135,7 +137,7 @@ def build_network(
     epochs), ``drop_path_rate`` timm's stochastic depth. Its forward maps a normalised
     ``N x 3 x S x S`` batch to ``N x dim`` embeddings; any S works (global pooling).
     """
-    from torch import nn
+    nn = import_torch(WHO).nn
 
     timm = import_timm()
     if variant not in VARIANTS:
@@ -158,7 +160,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     Also accepted: the same dict under a ``state_dict`` or ``model`` key (training
     checkpoints) and keys prefixed by ``module.`` (DataParallel).
     """
-    import torch
+    torch = import_torch(WHO)
 
     path = Path(path)
     if not path.is_file():
@@ -194,7 +196,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _expected_shapes(variant: str, dim: int) -> dict[str, tuple[int, ...]]:
-    import torch
+    torch = import_torch(WHO)
 
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         net = build_network(variant, dim)
@@ -277,7 +279,7 @@ def load_network(path: Path, variant: str = DEFAULT_VARIANT, dim: int = DEFAULT_
 
 def random_network(variant: str = DEFAULT_VARIANT, dim: int = DEFAULT_DIM, seed: int = 0) -> "torch.nn.Module":
     """A randomly initialised network, the same for the same seed (process RNG left alone)."""
-    import torch
+    torch = import_torch(WHO)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -286,7 +288,7 @@ def random_network(variant: str = DEFAULT_VARIANT, dim: int = DEFAULT_DIM, seed:
 
 def chips_to_tensor(chips: np.ndarray, device: Any = "cpu") -> "torch.Tensor":
     """(N, S, S, 3) uint8 RGB -> normalised float32 N x 3 x S x S (ToTensor + ImageNet Normalize)."""
-    import torch
+    torch = import_torch(WHO)
 
     batch = torch.from_numpy(np.ascontiguousarray(chips)).to(device)  # uint8: 4x less to copy
     x = batch.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
@@ -361,7 +363,7 @@ class OnnxNetwork:
 # --------------------------------------------------------------------------- export
 def save_checkpoint(network: "torch.nn.Module", path: Any) -> Path:
     """Write the network in the article's format (``state_dict``, keys ``trunk.*``), atomically."""
-    import torch
+    torch = import_torch(WHO)
 
     from facekit.io import atomic_write
 
@@ -376,7 +378,7 @@ def export_onnx(network: "torch.nn.Module", path: Any, size: int, opset: int = 1
     """
     import copy
 
-    import torch
+    torch = import_torch(WHO)
 
     from facekit.io import atomic_write
 
@@ -401,10 +403,12 @@ def export_onnx(network: "torch.nn.Module", path: Any, size: int, opset: int = 1
 
 
 # --------------------------------------------------------------------------- the component
-def check_chips(chips: Any, size: int) -> np.ndarray:
-    from facekit_torch.embedders import check_chips as check
+class LoadedModel(NamedTuple):
+    """The embedder's model once loaded: a PyTorch network on a device, or an ONNX model."""
 
-    return check(chips, size)
+    network: Optional["torch.nn.Module"]  # None in ONNX mode
+    onnx: Optional[OnnxNetwork]  # None in PyTorch mode
+    device: Any  # the network's torch.device; None in ONNX mode
 
 
 class EfficientNetV2ArcFaceEmbedder(Embedder):
@@ -457,10 +461,7 @@ class EfficientNetV2ArcFaceEmbedder(Embedder):
         self.format: str = "random" if p.weights == "random" else p.format if p.format != "auto" else weights_format(p.weights)
         self.input_size = p.size  # type: ignore[misc]  # per instance: the pipeline checks the aligner against it
         self.dim = p.dim  # type: ignore[misc]
-        self._network: Any = None
-        self._onnx: Optional[OnnxNetwork] = None
-        self._device: Any = None
-        self._lock = threading.Lock()
+        self._model: Lazy[LoadedModel] = Lazy(self._load)
 
     @property
     def weights_path(self) -> Optional[Path]:
@@ -478,70 +479,63 @@ class EfficientNetV2ArcFaceEmbedder(Embedder):
 
     # ------------------------------------------------------------------ loading
     def warm_up(self) -> None:
-        self._load()
+        self._model.get()
 
-    def _load(self) -> None:
-        if self._network is not None or self._onnx is not None:
-            return
-        with self._lock:
-            if self._network is not None or self._onnx is not None:
-                return
-            p = self.params
-            if self.format == "onnx":
-                device = "cpu" if p.device == "cpu" else p.device
-                self._onnx = OnnxNetwork(self.weights_path, p.size, p.dim, device, p.num_threads)  # type: ignore[arg-type]
-                return
-            from facekit_torch.embedders import import_torch
-
-            torch = import_torch()
-            if p.num_threads is not None:
-                torch.set_num_threads(p.num_threads)
-            if p.device == "cuda" and not torch.cuda.is_available():
-                raise DependencyError(
-                    f"{NAME}: device 'cuda' was asked for, but torch {torch.__version__} sees no CUDA device; "
-                    "use `device: auto` or `device: cpu`"
-                )
-            device = torch.device("cuda" if p.device != "cpu" and torch.cuda.is_available() else "cpu")
-            if self.format == "random":
-                network = random_network(p.variant, p.dim, p.seed)
-            else:
-                network = load_network(self.weights_path, p.variant, p.dim)  # type: ignore[arg-type]
-            self._device = device
-            self._network = network.to(device).eval()
+    def _load(self) -> LoadedModel:
+        p = self.params
+        if self.format == "onnx":
+            device = "cpu" if p.device == "cpu" else p.device
+            onnx = OnnxNetwork(self.weights_path, p.size, p.dim, device, p.num_threads)  # type: ignore[arg-type]
+            return LoadedModel(network=None, onnx=onnx, device=None)
+        torch = import_torch(WHO)
+        if p.num_threads is not None:
+            torch.set_num_threads(p.num_threads)
+        device = choose_device(p.device, NAME)
+        if self.format == "random":
+            network = random_network(p.variant, p.dim, p.seed)
+        else:
+            network = load_network(self.weights_path, p.variant, p.dim)  # type: ignore[arg-type]
+        return LoadedModel(network=network.to(device).eval(), onnx=None, device=device)
 
     @property
     def network(self) -> Optional["torch.nn.Module"]:
         """The PyTorch network (None in ONNX mode); loads it if needed."""
-        self._load()
-        return self._network
+        return self._model.get().network
+
+    def gives_gradients(self) -> bool:
+        """True for PyTorch weights (and ``random``); False for ONNX weights, which torch cannot differentiate.
+
+        Decided from the weights format alone: nothing is loaded.
+        """
+        return self.format != "onnx"
 
     # ------------------------------------------------------------------ running
     def to_tensor(self, chips: np.ndarray) -> "torch.Tensor":
         """(N, S, S, 3) uint8 RGB chips -> normalised N x 3 x S x S float32 on the network's device."""
-        self._load()
-        return chips_to_tensor(check_chips(chips, self.params.size), self._device or "cpu")
+        device = self._model.get().device
+        return chips_to_tensor(check_chips(chips, self.params.size), device or "cpu")
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         batch = check_chips(chips, self.params.size)
         if len(batch) == 0:
             return np.zeros((0, self.params.dim), dtype=np.float32)
-        self._load()
-        if self._onnx is not None:
+        model = self._model.get()
+        if model.onnx is not None:
             return np.concatenate(
-                [self._onnx(chips_to_array(batch[i : i + MAX_BATCH])) for i in range(0, len(batch), MAX_BATCH)]
+                [model.onnx(chips_to_array(batch[i : i + MAX_BATCH])) for i in range(0, len(batch), MAX_BATCH)]
             )
         import torch
 
         out = []
         with torch.inference_mode():
             for start in range(0, len(batch), MAX_BATCH):
-                vectors = self._network(chips_to_tensor(batch[start : start + MAX_BATCH], self._device))
+                vectors = model.network(chips_to_tensor(batch[start : start + MAX_BATCH], model.device))
                 out.append(vectors.float().cpu().numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def torch_model(self) -> Optional[TorchModel]:
         """The network for gradient-based explainers (target layer ``trunk.blocks[-1]``); None for ONNX."""
-        self._load()
-        if self._network is None:
+        network = self._model.get().network
+        if network is None:
             return None
-        return TorchModel(module=self._network, to_tensor=self.to_tensor, target_layer=cam_layer(self._network))
+        return TorchModel(module=network, to_tensor=self.to_tensor, target_layer=cam_layer(network))

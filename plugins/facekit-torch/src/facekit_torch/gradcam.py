@@ -55,7 +55,9 @@ from pydantic import Field, field_validator
 
 from facekit.components import Embedder, Explainer, Params, TorchModel
 from facekit.errors import ConfigError, DependencyError
+from facekit.scoring.metric import Metric, metric_named
 from facekit.types import AlignedFace, Heatmap
+from facekit_torch._torch import import_torch
 
 if TYPE_CHECKING:  # torch loads only when an explanation is made
     import torch
@@ -99,21 +101,21 @@ def _canonical_method(value: str) -> str:
 class SimilarityTarget:
     """CAM target: the similarity of one embedding to a fixed reference embedding.
 
-    ``metric="euclidean"``: ``-||e - ref||`` (a tiny epsilon keeps the gradient finite when
-    the two are identical); ``metric="cosine"``: ``cos(e, ref)``. Accepts one embedding
-    ``(D,)`` or a batch ``(N, D)`` (ScoreCAM calls it per output row).
+    In the embedder's metric (:func:`facekit.scoring.metric.metric_named`), turned so that
+    higher means more alike: a similarity (cosine) is used as it is, ``cos(e, ref)``; a
+    distance (Euclidean) is negated, ``-||e - ref||`` (a tiny epsilon keeps the gradient
+    finite when the two are identical). Accepts one embedding ``(D,)`` or a batch
+    ``(N, D)`` (ScoreCAM calls it per output row).
     """
 
-    def __init__(self, reference: torch.Tensor, metric: str) -> None:
-        if metric not in ("euclidean", "cosine"):
-            raise ValueError(f"unknown metric {metric!r}")
+    def __init__(self, reference: torch.Tensor, metric: "str | Metric") -> None:
         self.reference = reference.detach()
-        self.metric = metric
+        self.metric = metric_named(metric)
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
         import torch
         ref = self.reference.to(output.device, output.dtype)
-        if self.metric == "cosine":
+        if self.metric.higher_is_more_similar:
             return torch.nn.functional.cosine_similarity(output, ref.expand_as(output), dim=-1, eps=1e-8)
         return -torch.sqrt(((output - ref) ** 2).sum(dim=-1) + 1e-12)
 
@@ -213,7 +215,7 @@ class GradCamExplainer(Explainer):
                 or self.params.method not in GRADIENT_METHODS)
 
     def explain(self, embedder: Embedder, a: AlignedFace, b: AlignedFace) -> tuple[Heatmap, Heatmap]:
-        import torch
+        torch = import_torch("the gradcam explainer")
         model = self._torch_model(embedder)
         layer, where = self.target_layer(embedder)
         cam_class = self._cam_class() if self.uses_library else None
@@ -357,7 +359,7 @@ def randomized_copy(embedder: Embedder, seed: int = 0) -> RandomizedTorchEmbedde
     Conv/linear weights are redrawn (Kaiming-uniform), biases zeroed, per-channel scales
     set to one: the architecture and input handling stay, everything learned is gone.
     """
-    import torch
+    torch = import_torch("randomized_copy")
     model = embedder.torch_model()
     if model is None:
         raise ConfigError(f"{embedder.name!r} is not a PyTorch embedder; nothing to randomise")

@@ -21,10 +21,16 @@ Network (dlib's ``anet_type`` in examples/dnn_face_recognition_ex.cpp), sizes fo
     head   mean over the whole map -> 256, fc without bias -> 128
 
 The ``.dat`` file is read by :mod:`facekit.dlib_model.reader` (shared with the ONNX backend).
+:func:`inference_copy` prepares a copy for fast inference (affines folded into the
+convolutions); the embedder runs that copy and shows explainers the network as ported.
+
+This module imports torch; the embedder (:mod:`facekit_torch.dlib_resnet`) imports it
+only when the network is first needed.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # The reader of dlib's .dat file lives in the core so that the ONNX backend (facekit-dlib)
-# shares it; re-exported here, where it used to live.
+# shares it.
 from facekit.dlib_model.reader import (
     DESCRIPTOR_SIZE,
     INPUT_SIZE,
@@ -60,6 +66,8 @@ __all__ = [
     "read_dlib_resnet_file",
     "default_model_path",
     "load_dlib_resnet",
+    "fold_affines",
+    "inference_copy",
     "INPUT_SIZE",
     "DESCRIPTOR_SIZE",
 ]
@@ -279,3 +287,55 @@ def load_dlib_resnet(path: str | os.PathLike[str] | None = None) -> DlibFaceResN
     model = DlibFaceResNet(pixel_means=net.pixel_means)
     model.load_dlib_weights(net)
     return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference
+# ---------------------------------------------------------------------------------------------
+
+
+def fold_affines(module: nn.Module) -> int:
+    """Fold every ``Affine`` that directly follows a convolution into that convolution, in place.
+
+    dlib's network scales and shifts each convolution's output per channel (``affine``, a
+    frozen batch norm); ``gamma * (W x + b) + beta`` is the convolution with weights
+    ``gamma W`` and bias ``gamma b + beta``. Saves a pass over every activation map
+    (about a third of the CPU time). Returns how many were folded.
+    """
+    pairs = [("conv", "affine"), ("conv1", "affine1"), ("conv2", "affine2")]
+    folded = 0
+    with torch.no_grad():
+        for parent in module.modules():
+            for conv_name, affine_name in pairs:
+                conv, affine = getattr(parent, conv_name, None), getattr(parent, affine_name, None)
+                if not (isinstance(conv, nn.Conv2d) and isinstance(affine, Affine) and conv.bias is not None):
+                    continue
+                gamma = affine.weight.detach()
+                conv.weight.mul_(gamma.view(-1, 1, 1, 1))
+                conv.bias.mul_(gamma).add_(affine.bias.detach())
+                setattr(parent, affine_name, nn.Identity())
+                folded += 1
+    return folded
+
+
+def inference_copy(module: nn.Module, device: torch.device) -> nn.Module:
+    """A copy of ``module`` for fast inference (affines folded, channels-last on the CPU).
+
+    Checked against ``module`` on a random batch; if the port's structure ever changes so
+    that folding does not give the same numbers, the unmodified module is used instead.
+    """
+    fast = copy.deepcopy(module)
+    for param in fast.parameters():
+        param.requires_grad_(False)
+    if fold_affines(fast) == 0:
+        return module
+    if device.type == "cpu":
+        fast = fast.to(memory_format=torch.channels_last)
+    generator = torch.Generator().manual_seed(0)
+    probe = (torch.rand(2, 3, INPUT_SIZE, INPUT_SIZE, generator=generator) * 255).to(device)
+    with torch.inference_mode():
+        expected = module(probe)
+        got = fast(probe.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else probe)
+    if not torch.allclose(got, expected, atol=1e-4, rtol=0):
+        return module
+    return fast.eval()
