@@ -54,7 +54,10 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from facekit._version import __version__
 from facekit.errors import ConfigError
+from facekit.io import atomic_write_text, names_a_file
+from facekit.plugins import get_registry, unknown_name_message
 from facekit.scoring.metric import Metric, metric_named
 from facekit.scoring.metrics import best_threshold, brier_score, expected_calibration_error, threshold_in_metric
 
@@ -66,6 +69,10 @@ PathLike = Union[str, os.PathLike]
 
 
 # --------------------------------------------------------------------------- fitting
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # stable for large |z|
 
@@ -212,11 +219,28 @@ class Calibration:
         p = float(self.probabilities(np.array([score]))[0])
         if prior is None or prior == self.prior_same:
             return p
+        p = min(max(p, 1e-12), 1 - 1e-12)
+        return 1.0 / (1.0 + math.exp(-(_logit(p) + self._prior_shift(prior))))
+
+    def _prior_shift(self, prior: float) -> float:
+        """What moving from the fit's same-person share to ``prior`` adds to a log-odds."""
         if not 0.0 < prior < 1.0:
             raise ValueError("prior must be strictly between 0 and 1")
-        p = min(max(p, 1e-12), 1 - 1e-12)
-        logit = math.log(p / (1 - p)) + math.log(prior / (1 - prior)) - math.log(self.prior_same / (1 - self.prior_same))
-        return 1.0 / (1.0 + math.exp(-logit))
+        return _logit(prior) - _logit(self.prior_same)
+
+    def move_prior(self, prior: float) -> None:
+        """Make ``prior`` this logistic calibration's own same-person share: its intercept moves,
+        so :meth:`probability` without ``prior=`` answers for pairs with that share. Isotonic
+        maps and fits on a share of 0 or 1 are left as they are."""
+        old = self.prior_same
+        if self.method != "logistic" or old in (0.0, 1.0) or abs(old - prior) < 1e-12:
+            return
+        shift = self._prior_shift(prior)
+        self.probability_map["intercept"] = float(self.probability_map["intercept"] + shift)
+        self.probability_map["prior_same"] = prior
+        self.probability_map["prior_note"] = (
+            f"fitted on pairs with {old:.4f} same-person share; intercept moved by {shift:+.4f} "
+            f"to a {prior:g} share (pass prior= to probability() for another)")
 
     def probabilities(self, scores: Any) -> np.ndarray:
         """:meth:`probability` for an array of raw scores, at the fit's prior."""
@@ -287,8 +311,6 @@ class Calibration:
 
     def save(self, path: PathLike) -> Path:
         """Write the JSON file atomically."""
-        from facekit.io import atomic_write_text
-
         return atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
@@ -368,8 +390,6 @@ def fit_calibration(
     model's own, ``"best-accuracy"`` takes the most accurate one on these pairs,
     ``"fmr=0.001"`` the one with that false-match rate.
     """
-    from facekit._version import __version__
-
     if method not in METHODS:
         raise ConfigError(f"unknown calibration method {method!r}; use {' or '.join(METHODS)}")
     raw = np.asarray(scores, dtype=np.float64).ravel()
@@ -470,11 +490,8 @@ def load_calibration(name_or_path: Union[str, PathLike], metric: Optional[str] =
     (an embedder's ``model_name``), one fitted on another model's scores (a calibration
     that records no model is accepted).
     """
-    from facekit.plugins import get_registry, unknown_name_message
-
     text = str(name_or_path)
-    looks_like_path = isinstance(name_or_path, os.PathLike) or text.endswith(".json") or "/" in text or os.sep in text
-    if looks_like_path and Path(text).is_file():
+    if names_a_file(name_or_path, (".json",)) and Path(text).is_file():
         calibration = Calibration.load(text)
         _check_fit(calibration, metric, model, f"calibration file {text}")
         return calibration
@@ -500,8 +517,6 @@ def load_calibration(name_or_path: Union[str, PathLike], metric: Optional[str] =
 
 def _check_fit(calibration: Calibration, metric: Optional[str], model: Optional[str], where: str) -> None:
     if model is not None and calibration.model and calibration.model != model:
-        from facekit.plugins import get_registry
-
         hint = (f" (the bundled pipeline {calibration.name!r} does)" if calibration.name in get_registry().pipelines
                 else "")
         raise ConfigError(

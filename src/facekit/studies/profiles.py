@@ -143,7 +143,7 @@ def fit_population_profile(vectors: Any, identities: Sequence[str], metric: str,
     )
     # three decimals are all a threshold can claim from a few hundred photos, and they read well on cards
     calibration.threshold = round(float(calibration.threshold), 3)
-    _shift_prior(calibration, 0.5)
+    calibration.move_prior(0.5)
     if backend_dims:
         backend = Backend("nap", fit_nap(x, ids, backend_dims), input_model, name,
                           {"people": int(len(np.unique(ids))), "photos": int(len(ids))})
@@ -154,16 +154,3 @@ def fit_population_profile(vectors: Any, identities: Sequence[str], metric: str,
     calibration.extra["population"] = population or {}
     calibration.extra["cross_validation"] = cv.to_dict()
     return calibration, cv
-
-
-def _shift_prior(calibration: Calibration, prior: float) -> None:
-    """Move a logistic calibration's probabilities to another share of same-person pairs."""
-    pm = calibration.probability_map
-    old = float(pm["prior_same"])
-    if pm.get("method") != "logistic" or old in (0.0, 1.0) or abs(old - prior) < 1e-12:
-        return
-    shift = np.log(prior / (1 - prior)) - np.log(old / (1 - old))
-    pm["intercept"] = float(pm["intercept"] + shift)
-    pm["prior_same"] = prior
-    pm["prior_note"] = (f"fitted on pairs with {old:.4f} same-person share; intercept moved by {shift:+.4f} "
-                        f"to a {prior:g} share (pass prior= to probability() for another)")
