@@ -4,6 +4,12 @@ Registers the detector ``mediapipe.blazeface`` and the aligner ``mediapipe.mesh`
 MediaPipe itself is imported only when a component first runs, never by
 ``import facekit`` or by loading this plugin. It needs ``mediapipe==0.10.21``, the last
 release that bundles its face models (see :mod:`facekit_mediapipe._runtime`).
+
+Layout: one module per model, named after it; helpers start with ``_``.
+
+* :mod:`facekit_mediapipe.blazeface`: the BlazeFace short-range detector
+* :mod:`facekit_mediapipe.mesh`: the Face Mesh (468 landmarks) and the aligner built on it
+* ``_runtime``: importing MediaPipe (the pinned version) and quieting its native logs
 """
 
 from __future__ import annotations
