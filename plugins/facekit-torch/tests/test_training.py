@@ -29,7 +29,7 @@ from facekit_torch.training import (
     load_train_config,
     train,
 )
-from facekit_torch.training_data import ChipSet, split_identities, verification_pairs
+from facekit_torch.training.data import ChipSet, split_identities, verification_pairs
 
 pytest.importorskip("pytorch_metric_learning")
 pytest.importorskip("timm")

@@ -111,7 +111,7 @@ def train_command(config: Optional[str], data: Optional[str], output: Optional[s
         merged["schedule"] = {**current, "epochs": epochs}
     resolved = training.validate_train_config(merged, config or "")
     if show_config:
-        click.echo(training._config_yaml(resolved), nl=False)
+        click.echo(training.config_yaml(resolved), nl=False)
         for i, stage in enumerate(resolved.stages):
             click.echo(f"# stage {i}: {stage.epochs} epoch(s) at {stage.size} px, RandAugment {stage.randaugment:g}, "
                        f"dropout {stage.dropout:g}")
