@@ -21,6 +21,7 @@ import pluggy
 
 from facekit import hookspecs
 from facekit.components import BASES, KINDS, STAGE_KINDS, Component
+from facekit.engine import Engine
 from facekit.errors import ConfigError, PluginError
 
 ENTRY_POINT_GROUP = "facekit"
@@ -88,7 +89,7 @@ class Registry:
         self.plugins[plugin].components.append(reg)
 
     def add_engine(self, cls: type, plugin: str) -> None:
-        if not (isinstance(cls, type) and _is_engine_class(cls)):
+        if not (isinstance(cls, type) and issubclass(cls, Engine)):
             raise PluginError(f"plugin {plugin!r} registered {cls!r} as an engine, but it is not a "
                               "facekit.engine.Engine subclass")
         name = getattr(cls, "name", "")
@@ -200,13 +201,6 @@ BUNDLED_PLUGIN_FOLDERS = {
 LOCAL_ENGINE = "local"
 #: engines of facekit's own plugins, by name -> plugin, so a missing one says what to install
 BUNDLED_ENGINES = {"ray": "ray"}
-
-
-def _is_engine_class(cls: type) -> bool:
-    """Whether ``cls`` subclasses :class:`facekit.engine.Engine`. That module sits above this
-    one (an engine runs a pipeline, which needs the registry), so the base is recognised by
-    its module and name instead of being imported."""
-    return any(base.__module__ == "facekit.engine" and base.__qualname__ == "Engine" for base in cls.__mro__)
 
 
 def install_hint(namespace: str) -> str:
