@@ -224,7 +224,7 @@ def pair_distances(groups: list[list[str]], pairs: list[Any], desc: dict[str, di
 
 
 def metrics(distances: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> dict[str, Any]:
-    from facekit.studies.evaluation import eer, kfold_accuracy, roc, tar_at_far
+    from facekit.scoring.metrics import eer, kfold_accuracy, roc, tar_at_far
 
     scored = np.isfinite(distances)
     similarity = np.where(scored, -distances, -1e9)  # an unscored pair counts as wrong in kfold
@@ -255,7 +255,7 @@ def quality_study(distances: np.ndarray, pairs: list[Any], labels: np.ndarray, f
                   faces: dict[str, dict[str, np.ndarray]], desc: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
     """How the flags of facekit.quality split the pairs, and accuracy in each part (10-fold thresholds)."""
     from facekit import quality
-    from facekit.studies.evaluation import kfold_accuracy
+    from facekit.scoring.metrics import kfold_accuracy
     from facekit.types import Landmarks
 
     def flags_of(path: str) -> tuple[str, ...]:
@@ -345,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep this many same- and different-person pairs of each file (quick runs)")
     args = parser.parse_args(argv)
 
-    from facekit.studies.evaluation import read_pairs, stratified_folds
+    from facekit.scoring.metrics import stratified_folds
+    from facekit.studies.pairs import read_pairs
 
     lfw = args.faces / "lfw-dev"
     files = [read_pairs(lfw / name, lfw / "images", limit=args.limit) for name in ("pairsDevTrain.txt", "pairsDevTest.txt")]

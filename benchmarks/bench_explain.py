@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def choose_pairs(pair_file: Path, count: int) -> list[tuple[str, str]]:
-    from facekit.studies.evaluation import read_pairs
+    from facekit.studies.pairs import read_pairs
 
     return [(p.a, p.b) for p in read_pairs(pair_file).spread(count)]
 

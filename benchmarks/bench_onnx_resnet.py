@@ -99,7 +99,7 @@ def quantization(pipeline, lfw: Path, pairs: int, calibration_chips: np.ndarray)
     from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_dynamic, quantize_static
 
     from facekit.dlib_model.reader import default_model_path, read_dlib_resnet_file
-    from facekit.studies.evaluation import read_pairs
+    from facekit.studies.pairs import read_pairs
     from facekit_dlib.resnet_onnx import INPUT_NAME, build_onnx_model
 
     chosen = read_pairs(lfw / "pairsDevTest.txt", lfw / "images", limit=pairs).pairs

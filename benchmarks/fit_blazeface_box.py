@@ -29,7 +29,7 @@ FACES = Path(os.environ.get("FACEKIT_FACES_DIR", REPO.parent / "shared" / "faces
 
 
 def pair_images(pairs_file: Path) -> list[str]:
-    from facekit.studies.evaluation import read_pairs
+    from facekit.studies.pairs import read_pairs
 
     return read_pairs(pairs_file).images
 

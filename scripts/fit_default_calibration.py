@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from facekit.scoring.calibration import Calibration, check_calibration, fit_calibration
     from facekit.cli.evaluate import calibration_summary
-    from facekit.studies.evaluation import embedding_digest, read_pairs, score_pairs
+    from facekit.studies.evaluation import embedding_digest, score_pairs
+    from facekit.studies.pairs import read_pairs
     from facekit.pipeline import Pipeline
 
     lfw = args.faces / "lfw-dev"

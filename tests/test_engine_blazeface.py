@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from facekit import Pipeline
-from facekit.studies.evaluation import read_pairs
+from facekit.studies.pairs import read_pairs
 
 pytest.importorskip("facekit_mediapipe")
 

@@ -231,7 +231,7 @@ def test_quickstart_shows_what_compare_prints(examples: Path) -> None:
 
 # ---------------------------------------------------------------------------- 9.
 def test_limit_spreads_the_pairs_over_the_file(faces_dir: Path) -> None:
-    from facekit.studies.evaluation import read_pairs
+    from facekit.studies.pairs import read_pairs
 
     path = faces_dir / "lfw-dev" / "pairsDevTest.txt"
     full, limited = read_pairs(path), read_pairs(path, limit=10)

@@ -45,7 +45,7 @@ def embedder(pipeline: Pipeline):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def pairs(faces_dir: Path, pipeline: Pipeline) -> list[tuple[AlignedFace, AlignedFace]]:
     """N_PAIRS same-person pairs from pairsDevTrain, spread over the file (different people)."""
-    from facekit.studies.evaluation import read_pairs
+    from facekit.studies.pairs import read_pairs
 
     chosen = read_pairs(faces_dir / "lfw-dev" / "pairsDevTrain.txt").spread(N_PAIRS)
     return [(pipeline.align(p.a)[0], pipeline.align(p.b)[0]) for p in chosen]
