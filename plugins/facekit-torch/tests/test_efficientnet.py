@@ -19,7 +19,7 @@ from torch import nn
 from facekit.errors import ConfigError, ModelFileError
 from facekit.pipeline import Pipeline
 from facekit.testing import EmbedderContract
-from facekit_torch import efficientnet
+from facekit_torch.efficientnet import network as efficientnet_network
 from facekit_torch.efficientnet import EfficientNetV2ArcFaceEmbedder
 
 timm = pytest.importorskip("timm")
@@ -61,7 +61,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     model = _article_model()
     out = {"pt": folder / "face_model.pt", "onnx": folder / "face_model.onnx", "fixed": folder / "fixed1.onnx"}
     torch.save(model.state_dict(), out["pt"])
-    efficientnet.export_onnx(model, out["onnx"], 224)
+    efficientnet_network.export_onnx(model, out["onnx"], 224)
     # FACE01's JAPANESE_FACE_V1.onnx is fixed at 1 x 3 x 224 x 224: make one like it
     torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(out["fixed"]), dynamo=False,
                       input_names=["input"], output_names=["output"], opset_version=17)

@@ -16,8 +16,10 @@ Layout: one module (or package) per model, each holding that model's network and
 * :mod:`facekit_torch.dlib_resnet`: the ``torch.dlib_resnet`` embedder and the checks of its
   weights file; its torch network (the port, and the fast inference copy) is
   :mod:`facekit_torch.dlib_resnet.network`.
-* :mod:`facekit_torch.efficientnet`: the EfficientNetV2 + ArcFace network, its weight files
-  (.pt, ONNX; writing both) and the ``efficientnetv2_arcface`` embedder.
+* :mod:`facekit_torch.efficientnet`: the ``efficientnetv2_arcface`` embedder; its network and
+  weight files (reading and writing .pt, exporting ONNX) are
+  :mod:`facekit_torch.efficientnet.network`, and running an ONNX file is
+  :mod:`facekit_torch.efficientnet.onnx_runner`.
 * :mod:`facekit_torch.gradcam`: the ``gradcam`` explainer and the weight-randomisation check.
 * :mod:`facekit_torch.training`: training the EfficientNetV2 embedder (a package, one job a module).
 * :mod:`facekit_torch.cli`: the ``facekit train`` command (click only).

@@ -75,17 +75,19 @@ def train_command(config: Optional[str], data: Optional[str], output: Optional[s
     every epoch; the trained model is exported (article .pt, ONNX, pipeline YAML) at the end.
     """
     from facekit.errors import ConfigError
-    from facekit_torch import training
+    from facekit_torch.training import (
+        config_yaml, export_run, read_train_yaml, resume_run, train, validate_train_config,
+    )
 
     log = click.echo
     if export_only or (resume and config is None):
         if output is None:
             raise ConfigError("--resume and --export-only need --output, the run folder")
         if export_only:
-            result = training.export_run(output)
+            result = export_run(output)
             click.echo(f"exported {result.checkpoint} and {result.onnx} ({result.size} px)\n{result.snippet}")
             return
-        training.resume_run(output, until_epoch=until_epoch, time_limit=_seconds(time_limit), progress=progress, log=log)
+        resume_run(output, until_epoch=until_epoch, time_limit=_seconds(time_limit), progress=progress, log=log)
         return
 
     overrides: dict[str, Any] = {
@@ -96,7 +98,7 @@ def train_command(config: Optional[str], data: Optional[str], output: Optional[s
     if distill is not None:
         overrides["distill"] = {"teacher": distill}
     overrides.update(_parse_set(settings))
-    merged = training.read_train_yaml(config) if config else {}
+    merged = read_train_yaml(config) if config else {}
     merged.update({k: v for k, v in overrides.items() if v is not None})
     if "data" not in merged:
         raise ConfigError("give --data FOLDER (one sub-folder of photos per person) or a CONFIG file with `data:`")
@@ -109,15 +111,15 @@ def train_command(config: Optional[str], data: Optional[str], output: Optional[s
         if not isinstance(current, dict):
             raise ConfigError("--epochs applies to a preset or linear schedule; this config lists its stages")
         merged["schedule"] = {**current, "epochs": epochs}
-    resolved = training.validate_train_config(merged, config or "")
+    resolved = validate_train_config(merged, config or "")
     if show_config:
-        click.echo(training.config_yaml(resolved), nl=False)
+        click.echo(config_yaml(resolved), nl=False)
         for i, stage in enumerate(resolved.stages):
             click.echo(f"# stage {i}: {stage.epochs} epoch(s) at {stage.size} px, RandAugment {stage.randaugment:g}, "
                        f"dropout {stage.dropout:g}")
         return
-    training.train(resolved, resume=resume, until_epoch=until_epoch, time_limit=_seconds(time_limit),
-                   progress=progress, log=log)
+    train(resolved, resume=resume, until_epoch=until_epoch, time_limit=_seconds(time_limit),
+          progress=progress, log=log)
 
 
 def _seconds(minutes: Optional[float]) -> Optional[float]:

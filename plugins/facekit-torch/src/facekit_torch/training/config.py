@@ -14,7 +14,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from facekit.errors import ConfigError
-from facekit_torch.efficientnet import DEFAULT_DIM, DEFAULT_VARIANT, Variant
+from facekit_torch.efficientnet.network import DEFAULT_DIM, DEFAULT_VARIANT, Variant
 from facekit_torch.training.data import FACE01_ALIGNER
 
 

@@ -109,7 +109,7 @@ def alignment_pipeline(pipeline: str, aligner: Optional[dict[str, Any]]) -> "Pip
     from facekit.pipeline import Pipeline
     from facekit.plugins import get_registry
 
-    from facekit_torch.efficientnet import NAME
+    from facekit_torch.efficientnet.network import NAME
 
     base = Pipeline.load(pipeline).to_dict()
     stage = validate_model(StageConfig, aligner if aligner is not None else base["aligner"], prefix=("aligner",))
@@ -282,7 +282,7 @@ class ChipDataset:
     def __getitem__(self, i: int) -> tuple["torch.Tensor", int]:
         import torch
 
-        from facekit_torch.efficientnet import IMAGENET_MEAN, IMAGENET_STD
+        from facekit_torch.efficientnet.network import IMAGENET_MEAN, IMAGENET_STD
 
         image = torch.from_numpy(np.ascontiguousarray(self.resized(i))).permute(2, 0, 1)  # uint8 3 x S x S
         if self.augment:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from facekit_torch.efficientnet import NAME
+from facekit_torch.efficientnet.network import NAME
 from facekit_torch.training.checkpoint import read_training_checkpoint
 from facekit_torch.training.config import Stage, TrainConfig, validate_train_config
 
@@ -34,7 +34,7 @@ def export_network(network: Any, folder: Path, stem: str, size: int, config: Tra
     freshly trained model's cosines need not sit around FACE01's 0.4.
     """
     from facekit.io import atomic_write_text
-    from facekit_torch.efficientnet import export_onnx, save_checkpoint
+    from facekit_torch.efficientnet.network import export_onnx, save_checkpoint
 
     folder = Path(folder)
     checkpoint = save_checkpoint(network, folder / f"{stem}.pt")
@@ -80,7 +80,7 @@ def _pipeline_for(config: TrainConfig, size: int, embedder: dict[str, Any]) -> d
 
 def export_run(output: Union[str, os.PathLike]) -> ExportResult:
     """Export the latest checkpoint of the run in ``output`` (also for unfinished runs)."""
-    from facekit_torch.efficientnet import build_network
+    from facekit_torch.efficientnet.network import build_network
 
     checkpoint = Path(output) / "checkpoint.pt"
     state = read_training_checkpoint(checkpoint)

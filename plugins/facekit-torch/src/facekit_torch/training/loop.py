@@ -16,7 +16,14 @@ from facekit.errors import ConfigError
 from facekit_torch._torch import choose_device
 from facekit_torch.training.checkpoint import CHECKPOINT_FORMAT
 from facekit_torch.training.config import Stage, TrainConfig
-from facekit_torch.training.data import progress_bar
+from facekit_torch.training.data import (
+    ChipDataset,
+    prepare_chips,
+    progress_bar,
+    scan_identities,
+    split_identities,
+    verification_pairs,
+)
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
@@ -49,8 +56,6 @@ class TrainingRun:
     def __init__(self, config: TrainConfig, progress: bool, log: Callable[[str], None]) -> None:
         import torch
 
-        from facekit_torch.training import data
-
         self.config = config
         self.progress = progress
         self.log = log
@@ -67,15 +72,15 @@ class TrainingRun:
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
 
-        identities = data.scan_identities(config.data, config.min_images, config.max_identities, config.max_images)
-        chips = data.prepare_chips(
+        identities = scan_identities(config.data, config.min_images, config.max_identities, config.max_images)
+        chips = prepare_chips(
             identities, config.cache_dir, aligned=config.aligned, pipeline=config.pipeline,
             aligner=config.aligner, chip_size=config.chip_size, progress=progress, log=log,
         )
         self.failures = chips.failures
         self.chip_size = chips.chip_size
-        self.train_set, self.val_set = data.split_identities(chips, config.val_fraction, config.seed)
-        self.pairs = data.verification_pairs(self.val_set.labels, config.val_pairs, config.seed)
+        self.train_set, self.val_set = split_identities(chips, config.val_fraction, config.seed)
+        self.pairs = verification_pairs(self.val_set.labels, config.val_pairs, config.seed)
         log(
             f"{len(self.train_set)} training chips of {len(self.train_set.names)} people, "
             f"{len(self.val_set)} validation chips of {len(self.val_set.names)} other people "
@@ -119,7 +124,7 @@ class TrainingRun:
 
     # -------------------------------------------------------------- pieces
     def _initial_network(self) -> Any:
-        from facekit_torch.efficientnet import build_network, load_network
+        from facekit_torch.efficientnet.network import build_network, load_network
 
         config = self.config
         network = build_network(config.variant, config.dim, drop_path_rate=config.drop_path_rate)
@@ -159,8 +164,6 @@ class TrainingRun:
 
     def _loader(self, chips: Any, size: int, *, train: bool, magnitude: float = 0.0) -> Any:
         from torch.utils.data import DataLoader
-
-        from facekit_torch.training.data import ChipDataset
 
         dataset = ChipDataset(chips, size, augment=train, magnitude=magnitude, num_ops=self.config.randaugment_ops,
                               flip=self.config.flip)
