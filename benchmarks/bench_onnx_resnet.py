@@ -83,7 +83,7 @@ def speed(batch: np.ndarray, repeat: int) -> None:
     print(f"{'dlib.resnet_onnx (defaults)':<34}{'':>12}{best_rate(embedder.embed, batch, repeat):>10.1f}/s")
     try:
         import torch
-        from facekit_torch.embedders import DlibResnetTorchEmbedder
+        from facekit_torch.dlib_resnet import DlibResnetTorchEmbedder
     except ImportError:
         print("torch.dlib_resnet: facekit-torch not installed")
         return

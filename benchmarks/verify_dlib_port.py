@@ -31,10 +31,10 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 try:
-    from facekit_torch import dlib_resnet
+    from facekit_torch.dlib_resnet import network as dlib_resnet
 except ImportError:  # plugin not installed: use the source tree
     sys.path.insert(0, str(REPO_ROOT / "plugins" / "facekit-torch" / "src"))
-    from facekit_torch import dlib_resnet
+    from facekit_torch.dlib_resnet import network as dlib_resnet
 
 import dlib  # the reference; imported only here and in the tests
 

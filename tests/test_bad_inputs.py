@@ -507,7 +507,7 @@ def test_shipped_dat_files_are_verified(tmp_path: Path) -> None:
     """dlib's .dat files are checked by size and SHA-256 before use (no component takes a path,
     so the check itself is run on corrupted copies)."""
     dlib_models = pytest.importorskip("facekit_dlib._models")
-    torch_embedders = pytest.importorskip("facekit_torch.embedders")
+    torch_embedders = pytest.importorskip("facekit_torch.dlib_resnet")
     shipped = dlib_models.model_path(dlib_models.FACE_RESNET)  # the real file passes
     assert torch_embedders.model_file() == shipped
     copies = _corrupt_copies(shipped, tmp_path)
