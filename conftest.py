@@ -10,6 +10,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent
 
+# `pytester` runs pytest on small test files, to check the fixtures facekit gives plugin authors
+# (declared here: pytest reads pytest_plugins only from the top-level conftest)
+pytest_plugins = ["pytester"]
+
 
 def _faces_root() -> Path:
     # The real photos live beside the checkout (../shared/faces); never copied into the repo.

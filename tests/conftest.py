@@ -6,9 +6,6 @@ import pytest
 
 from facekit.plugins import reset_plugin_manager
 
-# `pytester` runs pytest on small test files, to check the fixtures facekit gives plugin authors
-pytest_plugins = ["pytester"]
-
 
 @pytest.fixture
 def core_only(monkeypatch: pytest.MonkeyPatch):

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
 
 from facekit.io import atomic_write
 from facekit.scoring.metric import metric_named
 from facekit.scoring.metrics import expected_calibration_error, roc
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only: pictures sit below the calibration's layer
+    from facekit.scoring.calibration import Calibration
 
 PathLike = Union[str, os.PathLike]
 
@@ -95,7 +98,7 @@ def evaluation_figure(report: Any, path: PathLike) -> Path:
 
 
 def calibration_figure(
-    calibration: Any, scores: Sequence[float], labels: Sequence[bool], path: PathLike, bins: int = 10,
+    calibration: "Calibration", scores: Sequence[float], labels: Sequence[bool], path: PathLike, bins: int = 10,
     title: Optional[str] = None,
 ) -> Path:
     """The fitted mappings over the score histograms, and a reliability diagram."""
