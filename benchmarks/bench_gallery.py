@@ -93,12 +93,8 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/bench_gallery.json")
     args = parser.parse_args()
 
-    from facekit.collections.gallery import (
-        DEFAULT_MAX_RATIO,
-        TEMPLATE_RULES,
-        Gallery,
-        distance_ratio,
-    )
+    from facekit.collections.gallery import Gallery
+    from facekit.collections.identification import DEFAULT_MAX_RATIO, TEMPLATE_RULES, distance_ratio
     from facekit.pipeline import Pipeline
     from facekit.scoring.metric import metric_named
     from facekit.types import Embedding
@@ -131,7 +127,7 @@ def main() -> None:
         best = -distances[np.arange(len(probes)), nearest]
         correct = np.array([owner[j] == t for j, t in zip(nearest, truth)])
         row = open_set(best, correct, is_known, 0.01)
-        if metric == "euclidean":
+        if not metric_named(metric).higher_is_more_similar:  # face_recognition's tolerance is a distance
             row["at_own_threshold"] = {"threshold": FACE_RECOGNITION_TOLERANCE,
                                        **at_threshold(best, correct, is_known, -FACE_RECOGNITION_TOLERANCE)}
         protocol["methods"]["face_recognition (nearest face, 0.6)"] = row

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facekit.errors import ConfigError
-from facekit.collections.gallery import Gallery, distance_ratio, person_scores
 from facekit.builtin.index import ExactIndex
+from facekit.collections.gallery import Gallery
+from facekit.collections.identification import distance_ratio, person_scores
+from facekit.errors import ConfigError
 from facekit.pipeline import Pipeline
 from facekit.types import Embedding
 
@@ -284,7 +285,7 @@ def test_people_with_many_photos_do_not_hide_the_second_candidate(tmp_path: Path
 
 
 def test_distance_ratio_uses_distances_for_both_metrics() -> None:
-    from facekit.collections.gallery import Candidate
+    from facekit.collections.identification import Candidate
 
     def candidate(score: float, metric: str) -> Candidate:
         return Candidate("x", score, metric, True, None, None, "p")

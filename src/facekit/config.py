@@ -33,7 +33,7 @@ class StageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="registered component name, e.g. `dlib.hog` (see `facekit list KIND`)")
+    name: str = Field(description="registered component name of the stage's kind (see `facekit list KIND`)")
     params: dict[str, Any] = Field(default_factory=dict, description="the component's parameters")
 
     @model_validator(mode="before")
@@ -97,8 +97,6 @@ class PipelineConfig(BaseModel):
             if stage is not None:
                 out[field_name] = stage
         return out
-
-
 
 
 def format_location(loc: tuple[Any, ...]) -> str:

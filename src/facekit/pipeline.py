@@ -297,7 +297,6 @@ class Pipeline:
 
     def _rebuildable_in_workers(self) -> bool:
         """Whether worker processes, which load plugins from entry points only, can build this pipeline."""
-
         manager = get_plugin_manager()
         for field_name, kind in STAGE_KINDS.items():
             stage = getattr(self.config, field_name, None)

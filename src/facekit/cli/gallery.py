@@ -12,7 +12,8 @@ import click
 
 from facekit.cli import workers_option
 from facekit.cli.common import expand_image_paths, handle_errors
-from facekit.collections.gallery import DEFAULT_TEMPLATE_RULE, Gallery
+from facekit.collections.gallery import Gallery
+from facekit.collections.identification import DEFAULT_TEMPLATE_RULE
 from facekit.collections.video import VIDEO_SUFFIXES
 from facekit.errors import FacekitError, ImageError, NoFaceError
 

@@ -34,20 +34,16 @@ import numpy as np
 from facekit.collections.identification import (
     DEFAULT_MAX_RATIO,
     DEFAULT_TEMPLATE_RULE,
-    TEMPLATE_RULES,
     Candidate,
     Identification,
     LoadedFaces,
     SearchHit,
-    TemplateRule,
     check_template_rule,
     decide,
     distance_ratio,
-    person_scores,
     rank_people,
 )
 from facekit.collections.store import (
-    APPLICATION_ID,
     FORMAT_VERSION,
     AddReport,
     GalleryStore,
@@ -65,11 +61,7 @@ from facekit.plugins import get_registry
 from facekit.scoring.metric import metric_named
 from facekit.types import Embedding, Face
 
-__all__ = [
-    "APPLICATION_ID", "DEFAULT_MAX_RATIO", "DEFAULT_TEMPLATE_RULE", "FORMAT_VERSION", "TEMPLATE_RULES",
-    "VECTOR_SPACE_FIELDS", "AddReport", "Candidate", "Gallery", "Identification", "PersonInfo", "SearchHit",
-    "TemplateRule", "content_hash", "distance_ratio", "person_scores", "vector_space",
-]
+__all__ = ["VECTOR_SPACE_FIELDS", "Gallery", "vector_space"]
 
 #: the parts of a pipeline that decide which vector space its embeddings live in
 VECTOR_SPACE_FIELDS = ("aligner", "embedder")

@@ -23,11 +23,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from facekit.collections.gallery import Gallery
 from facekit.components import SearchIndex
 from facekit.engine import Engine
 from facekit.errors import ConfigError, DependencyError
@@ -35,6 +34,9 @@ from facekit.image import expand_image_paths
 from facekit.io import atomic_write, atomic_write_text
 from facekit.pipeline import Pipeline
 from facekit.types import AlignedFace, Embedding
+
+if TYPE_CHECKING:  # pragma: no cover - a gallery is only written to by import_to_gallery (sqlite3 stays unloaded)
+    from facekit.collections.gallery import Gallery
 
 FORMAT = "facekit-faces"
 FORMAT_VERSION = 1
@@ -378,7 +380,7 @@ def name_from_folder(source: str) -> str:
     return Path(source).parent.name
 
 
-def import_to_gallery(gallery: Gallery, out_dir: Union[str, os.PathLike], *, name_column: Optional[str] = None,
+def import_to_gallery(gallery: "Gallery", out_dir: Union[str, os.PathLike], *, name_column: Optional[str] = None,
                       batch_rows: int = READ_ROWS) -> tuple[int, int, list[tuple[str, str]]]:
     """Enrol a dataset's faces into ``gallery`` (a :class:`~facekit.collections.gallery.Gallery`), the largest face
     of each photo, named by ``name_column`` or by the photo's folder. Reads ``batch_rows`` rows

@@ -63,10 +63,6 @@ def percentage(score: float, metric: "str | Metric", threshold: float) -> float:
     return min(value, 89.99)
 
 
-# The functions below take a metric's name; each is its :class:`~facekit.scoring.metric.Metric`'s
-# method of the same meaning (one source of truth), for code that holds only the name.
-
-
 def bounded_percent(fraction: float, decimals: int = 1) -> str:
     """A fraction as a percentage that never rounds a fitted estimate to a certain 0 or 100 %."""
     step = 10.0 ** -decimals
