@@ -13,18 +13,12 @@ import numpy as np
 
 from facekit.pictures.plots import DIFFERENT_COLOUR, SAME_COLOUR, _figure, _save
 from facekit.scoring.metric import metric_named
+from facekit.scoring.similarity import rate_percent
 
 if TYPE_CHECKING:
     from facekit.studies.audit import AuditReport
 
 PathLike = Union[str, os.PathLike]
-
-
-def percent(value: Optional[float]) -> str:
-    """A rate as a percentage: two decimals under 10 %, one above; ``n/a`` when unknown."""
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    return f"{100 * value:.2f} %" if value < 0.1 else f"{100 * value:.1f} %"
 
 
 def audit_figure(report: "AuditReport", path: PathLike, title: Optional[str] = None) -> Path:
@@ -45,7 +39,7 @@ def audit_figure(report: "AuditReport", path: PathLike, title: Optional[str] = N
                       label=label)
         many = len(pops) > 4
         for bar, v in zip(bars, values):
-            ax.annotate(percent(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+            ax.annotate(rate_percent(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
                         fontsize=7 if many else 9, rotation=90 if many else 0, xytext=(0, 2),
                         textcoords="offset points")
     ax.set_xticks(at, [f"{p.name}\n{p.identities} people\n{p.images} photos" for p in pops],
@@ -72,11 +66,11 @@ def audit_figure(report: "AuditReport", path: PathLike, title: Optional[str] = N
             axk.hist(np.clip(p.scores[~p.same], lo, hi), bins=bins, density=True, color=DIFFERENT_COLOUR, alpha=0.6,
                      label=f"different people ({p.impostor_pairs:,} pairs{', sample' if p.impostor_pairs_sampled else ''})")
         axk.axvline(report.threshold, color="black", lw=1.5,
-                    label=f"pipeline threshold {report.threshold:g}: FMR {percent(p.fmr)}, FNMR {percent(p.fnmr)}")
+                    label=f"pipeline threshold {report.threshold:g}: FMR {rate_percent(p.fmr)}, FNMR {rate_percent(p.fnmr)}")
         if p.threshold_at_target is not None:
             axk.axvline(p.threshold_at_target, color="#7570b3", lw=1.5, ls="--",
-                        label=f"FMR {percent(p.target_fmr)} here at {p.threshold_at_target:.3f} "
-                              f"(FNMR {percent(p.fnmr_at_target)})")
+                        label=f"FMR {rate_percent(p.target_fmr)} here at {p.threshold_at_target:.3f} "
+                              f"(FNMR {rate_percent(p.fnmr_at_target)})")
         axk.set_ylabel("density")
         axk.set_yticks([])
         axk.text(0.005, 0.96, p.name, transform=axk.transAxes, va="top", fontsize=10, fontweight="bold")

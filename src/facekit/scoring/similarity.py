@@ -24,6 +24,8 @@ different number (see :mod:`facekit.scoring.calibration`).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from facekit.scoring.metric import Metric, metric_named
@@ -72,3 +74,10 @@ def bounded_percent(fraction: float, decimals: int = 1) -> str:
     if value < step:
         return f"<{step:.{decimals}f} %"
     return f"{value:.{decimals}f} %"
+
+
+def rate_percent(value: Optional[float]) -> str:
+    """A rate as a percentage: two decimals under 10 %, one above; ``n/a`` when unknown."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{100 * value:.2f} %" if value < 0.1 else f"{100 * value:.1f} %"

@@ -24,12 +24,17 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from facekit.errors import ConfigError
-from facekit.pictures.audit import percent
 from facekit.pipeline import Pipeline
 from facekit.scoring.metric import metric_named
 from facekit.scoring.metrics import eer, roc, tar_at_far, threshold_in_metric
+from facekit.scoring.similarity import rate_percent
 from facekit.studies.evaluation import embed_images
-from facekit.studies.populations import DEFAULT_MAX_IMPOSTOR_PAIRS, IdentitySet, identity_pairs, scores_of_pairs
+from facekit.studies.populations import (
+    DEFAULT_MAX_IMPOSTOR_PAIRS,
+    IdentitySet,
+    identity_pairs,
+    scores_of_pairs,
+)
 
 PathLike = Union[str, os.PathLike]
 
@@ -152,7 +157,7 @@ class AuditReport:
         """The audit as a Markdown table."""
         metric = metric_named(self.metric)
         head = (f"| population | people | photos | same-person pairs | different-person pairs | "
-                f"FMR at {self.threshold:g} | FNMR at {self.threshold:g} | threshold for FMR {percent(self.target_fmr)} "
+                f"FMR at {self.threshold:g} | FNMR at {self.threshold:g} | threshold for FMR {rate_percent(self.target_fmr)} "
                 f"| FNMR there | EER |")
         lines = [head, "|" + "---|" * 10]
         for p in self.populations:
@@ -160,8 +165,8 @@ class AuditReport:
                    else f"{metric.score_name} {metric.same_if} {p.threshold_at_target:.3f}")
             lines.append(
                 f"| {p.name} | {p.identities} | {p.images} | {p.genuine_pairs:,} | {p.impostor_pairs:,}"
-                f"{' (sample)' if p.impostor_pairs_sampled else ''} | {percent(p.fmr)} | {percent(p.fnmr)} | {own} | "
-                f"{percent(p.fnmr_at_target)} | {percent(p.eer)} |"
+                f"{' (sample)' if p.impostor_pairs_sampled else ''} | {rate_percent(p.fmr)} | {rate_percent(p.fnmr)} | {own} | "
+                f"{rate_percent(p.fnmr_at_target)} | {rate_percent(p.eer)} |"
             )
         return "\n".join(lines)
 

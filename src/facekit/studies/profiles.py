@@ -114,6 +114,7 @@ def _threshold_at_fmr(impostor_scores: np.ndarray, metric: str, target_fmr: floa
         threshold = float(rule.from_similarity(np.nextafter(sims[k], np.inf)))
     return threshold
 
+
 def fit_population_profile(vectors: Any, identities: Sequence[str], metric: str, *, name: str,
                            target_fmr: float, backend_dims: int = 1, folds: int = 5, repeats: int = 5,
                            seed: int = 0, input_model: Optional[str] = None, description: str = "",
